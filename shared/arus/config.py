@@ -1,0 +1,97 @@
+"""Configuration, read once from the environment into a frozen dataclass (SPEC §6)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+TRANSPORTS = ("log", "kafka", "pubsub")
+
+
+class ConfigError(ValueError):
+    """The environment does not describe a usable configuration."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    cloudsql_instance: str | None = None
+    db_name: str = "arus"
+    db_user: str = "arus"
+    db_password: str | None = None
+    db_password_secret: str | None = None
+    db_iam_auth: bool = False
+    db_ip_type: str = "public"
+    db_pool_size: int = 5
+    db_max_overflow: int = 2
+    outbox_transport: str = "log"
+    kafka_bootstrap: str | None = None
+    kafka_topic: str = "arus.ledger.events"
+    pubsub_topic: str | None = None
+    relay_batch_size: int = 100
+    relay_time_budget_s: float = 50.0
+    max_body_bytes: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.outbox_transport not in TRANSPORTS:
+            raise ConfigError(
+                f"ARUS_OUTBOX_TRANSPORT must be one of {', '.join(TRANSPORTS)}, "
+                f"not {self.outbox_transport!r}"
+            )
+        if self.db_ip_type not in ("public", "private", "psc"):
+            raise ConfigError("ARUS_DB_IP_TYPE must be public, private or psc")
+        if not 1 <= self.db_pool_size <= 100:
+            raise ConfigError("ARUS_DB_POOL_SIZE must be between 1 and 100")
+        if not 1 <= self.relay_batch_size <= 10_000:
+            raise ConfigError("ARUS_RELAY_BATCH_SIZE must be between 1 and 10000")
+        if not 0 < self.relay_time_budget_s <= 3600:
+            raise ConfigError("ARUS_RELAY_TIME_BUDGET_S must be in (0, 3600]")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the ARUS_* variables; raises ConfigError with the variable's name."""
+    env = os.environ if env is None else env
+    return Settings(
+        database_url=env.get("ARUS_DATABASE_URL") or None,
+        cloudsql_instance=env.get("ARUS_CLOUDSQL_INSTANCE") or None,
+        db_name=env.get("ARUS_DB_NAME") or "arus",
+        db_user=env.get("ARUS_DB_USER") or "arus",
+        db_password=env.get("ARUS_DB_PASSWORD") or None,
+        db_password_secret=env.get("ARUS_DB_PASSWORD_SECRET") or None,
+        db_iam_auth=_bool(env, "ARUS_DB_IAM_AUTH"),
+        db_ip_type=(env.get("ARUS_DB_IP_TYPE") or "public").lower(),
+        db_pool_size=_int(env, "ARUS_DB_POOL_SIZE", 5),
+        db_max_overflow=_int(env, "ARUS_DB_MAX_OVERFLOW", 2),
+        outbox_transport=(env.get("ARUS_OUTBOX_TRANSPORT") or "log").lower(),
+        kafka_bootstrap=env.get("ARUS_KAFKA_BOOTSTRAP") or None,
+        kafka_topic=env.get("ARUS_KAFKA_TOPIC") or "arus.ledger.events",
+        pubsub_topic=env.get("ARUS_PUBSUB_TOPIC") or None,
+        relay_batch_size=_int(env, "ARUS_RELAY_BATCH_SIZE", 100),
+        relay_time_budget_s=_float(env, "ARUS_RELAY_TIME_BUDGET_S", 50.0),
+        max_body_bytes=_int(env, "ARUS_MAX_BODY_BYTES", 1024 * 1024),
+    )

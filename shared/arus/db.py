@@ -1,0 +1,83 @@
+"""Database engines: a plain PostgreSQL URL locally, the Cloud SQL Python Connector on Google Cloud.
+
+Every engine uses pg8000 at READ COMMITTED. One engine per process is created lazily and
+reused across function invocations (Cloud Run keeps the instance warm between requests).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+
+from arus.config import ConfigError, Settings
+
+_engines: dict[tuple[Settings, bool], Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def sqlalchemy_url(database_url: str) -> tuple[URL, dict[str, Any]]:
+    """Turn a plain postgresql:// URL into a pg8000 URL plus its connect arguments.
+
+    A `host` query parameter naming a directory (libpq's way to point at a Unix socket, and what
+    embedded PostgreSQL prints) becomes pg8000's `unix_sock`.
+    """
+    try:
+        url = make_url(database_url)
+    except sa.exc.ArgumentError:
+        raise ConfigError("ARUS_DATABASE_URL is not a valid postgresql:// URL") from None
+    if url.get_backend_name() not in ("postgresql", "postgres"):
+        raise ConfigError("ARUS_DATABASE_URL must be a postgresql:// URL")
+    url = url.set(drivername="postgresql+pg8000")
+    connect_args: dict[str, Any] = {}
+    socket_dir = url.query.get("host")
+    if isinstance(socket_dir, str) and socket_dir.startswith("/"):
+        port = url.port or 5432
+        connect_args["unix_sock"] = f"{socket_dir}/.s.PGSQL.{port}"
+        url = url.difference_update_query(["host"]).set(host=None, port=None)
+    return url, connect_args
+
+
+def create_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
+    """Build a new engine for the configured database (use `get_engine` to share one).
+
+    `autocommit=True` gives the posting path's engine: each mutation is one statement (a call to
+    a ledger function) that is its own READ COMMITTED transaction, so it costs one round trip
+    and releases its row locks as soon as the server is done, with no COMMIT round trip after.
+    """
+    common: dict[str, Any] = {
+        "isolation_level": "AUTOCOMMIT" if autocommit else "READ COMMITTED",
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+    }
+    if settings.cloudsql_instance:
+        from arus.cloudsql import cloudsql_creator
+
+        return sa.create_engine(
+            "postgresql+pg8000://", creator=cloudsql_creator(settings), **common
+        )
+    if not settings.database_url:
+        raise ConfigError("set ARUS_DATABASE_URL, or ARUS_CLOUDSQL_INSTANCE on Google Cloud")
+    url, connect_args = sqlalchemy_url(settings.database_url)
+    return sa.create_engine(url, connect_args=connect_args, **common)
+
+
+def get_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
+    """The process-wide engine for these settings, created on first use."""
+    with _engines_lock:
+        engine = _engines.get((settings, autocommit))
+        if engine is None:
+            engine = create_engine(settings, autocommit=autocommit)
+            _engines[(settings, autocommit)] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()

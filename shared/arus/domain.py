@@ -1,0 +1,243 @@
+"""Commands: request bodies parsed and validated into small typed values (SPEC §2, §3).
+
+Everything that can be checked without the database is checked here, with the field's path in
+the message; what needs the ledger's state (accounts, balances, reversals) is the engine's job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from arus.errors import IdempotencyKeyRequired, ValidationError
+from arus.money import parse_amount_minor, parse_currency
+
+AccountType = Literal["asset", "expense", "liability", "equity", "revenue"]
+Direction = Literal["debit", "credit"]
+
+ACCOUNT_TYPES: tuple[AccountType, ...] = ("asset", "expense", "liability", "equity", "revenue")
+DIRECTIONS: tuple[Direction, ...] = ("debit", "credit")
+MIN_POSTINGS, MAX_POSTINGS = 2, 100
+MAX_DESCRIPTION_CHARS = 1000
+MAX_NAME_CHARS = 200
+MAX_METADATA_BYTES = 8 * 1024
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+
+_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """An account named by id or by code; UUID-shaped references are ids (codes cannot be)."""
+
+    account_id: uuid.UUID | None = None
+    code: str | None = None
+
+    def as_json(self) -> dict[str, str]:
+        if self.account_id is not None:
+            return {"account_id": str(self.account_id)}
+        assert self.code is not None
+        return {"account_code": self.code}
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    code: str
+    name: str
+    type: AccountType
+    currency: str
+    allow_negative: bool
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PostingLine:
+    account: AccountRef
+    direction: Direction
+    amount_minor: int
+    currency: str | None
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    description: str | None
+    effective_date: dt.date
+    metadata: dict[str, Any]
+    postings: tuple[PostingLine, ...]
+
+
+@dataclass(frozen=True)
+class Reversal:
+    entry_id: uuid.UUID
+    description: str | None
+    effective_date: dt.date
+
+
+def today_utc() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def parse_account_ref(value: object, *, field: str) -> AccountRef:
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be an account id or code")
+    if _UUID.fullmatch(value):
+        return AccountRef(account_id=uuid.UUID(value))
+    if not _CODE.fullmatch(value):
+        raise ValidationError(f"{field} must be an account id or code")
+    return AccountRef(code=value)
+
+
+def parse_object_id(value: str) -> uuid.UUID | None:
+    """A path id, or None when it cannot name any object (the caller answers 404)."""
+    return uuid.UUID(value) if _UUID.fullmatch(value) else None
+
+
+def parse_idempotency_key(value: str | None) -> str:
+    if value is None or value == "":
+        raise IdempotencyKeyRequired("the Idempotency-Key header is required on this request")
+    if len(value) > MAX_IDEMPOTENCY_KEY_CHARS or not _PRINTABLE_ASCII.fullmatch(value):
+        raise ValidationError(
+            "Idempotency-Key must be 1-255 printable ASCII characters without spaces"
+        )
+    return value
+
+
+def _object(
+    body: object, *, allowed: frozenset[str], required: frozenset[str] = frozenset()
+) -> Mapping[str, Any]:
+    if not isinstance(body, dict):
+        raise ValidationError("the request body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise ValidationError(f"unknown field(s): {', '.join(unknown)}")
+    missing = sorted(required - set(body))
+    if missing:
+        raise ValidationError(f"missing required field(s): {', '.join(missing)}")
+    return body
+
+
+def _text(value: object, *, field: str, max_chars: int, required: bool) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ValidationError(f"{field} must be a non-empty string")
+    if len(value) > max_chars:
+        raise ValidationError(f"{field} must be at most {max_chars} characters")
+    return value
+
+
+def _metadata(value: object) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError("metadata must be a JSON object")
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_METADATA_BYTES:
+        raise ValidationError(f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON")
+    return value
+
+
+def _date(value: object, *, field: str) -> dt.date:
+    if value is None:
+        return today_utc()
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValidationError(f"{field} must be a date as YYYY-MM-DD")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(f"{field} is not a real date: {value}") from None
+
+
+def parse_new_account(body: object) -> NewAccount:
+    data = _object(
+        body,
+        allowed=frozenset({"code", "name", "type", "currency", "allow_negative", "metadata"}),
+        required=frozenset({"code", "name", "type", "currency"}),
+    )
+    code = data["code"]
+    if not isinstance(code, str) or not _CODE.fullmatch(code):
+        raise ValidationError("code must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+    if _UUID.fullmatch(code):
+        raise ValidationError("code must not look like an account id (a UUID)")
+    account_type = data["type"]
+    if account_type not in ACCOUNT_TYPES:
+        raise ValidationError(f"type must be one of {', '.join(ACCOUNT_TYPES)}")
+    allow_negative = data.get("allow_negative", False)
+    if not isinstance(allow_negative, bool):
+        raise ValidationError("allow_negative must be true or false")
+    name = _text(data["name"], field="name", max_chars=MAX_NAME_CHARS, required=True)
+    assert name is not None
+    return NewAccount(
+        code=code,
+        name=name,
+        type=account_type,
+        currency=parse_currency(data["currency"], field="currency"),
+        allow_negative=allow_negative,
+        metadata=_metadata(data.get("metadata")),
+    )
+
+
+def parse_new_entry(body: object) -> NewEntry:
+    data = _object(
+        body,
+        allowed=frozenset({"description", "effective_date", "metadata", "postings"}),
+        required=frozenset({"postings"}),
+    )
+    raw_postings = data["postings"]
+    if not isinstance(raw_postings, list):
+        raise ValidationError("postings must be a list")
+    if not MIN_POSTINGS <= len(raw_postings) <= MAX_POSTINGS:
+        raise ValidationError(f"an entry has {MIN_POSTINGS} to {MAX_POSTINGS} postings")
+    lines = []
+    for index, raw in enumerate(raw_postings):
+        field = f"postings[{index}]"
+        posting = _object(
+            raw,
+            allowed=frozenset({"account", "direction", "amount", "currency"}),
+            required=frozenset({"account", "direction", "amount"}),
+        )
+        direction = posting["direction"]
+        if direction not in DIRECTIONS:
+            raise ValidationError(f"{field}.direction must be debit or credit")
+        currency = posting.get("currency")
+        lines.append(
+            PostingLine(
+                account=parse_account_ref(posting["account"], field=f"{field}.account"),
+                direction=direction,
+                amount_minor=parse_amount_minor(posting["amount"], field=f"{field}.amount"),
+                currency=None
+                if currency is None
+                else parse_currency(currency, field=f"{field}.currency"),
+            )
+        )
+    return NewEntry(
+        description=_text(
+            data.get("description"),
+            field="description",
+            max_chars=MAX_DESCRIPTION_CHARS,
+            required=False,
+        ),
+        effective_date=_date(data.get("effective_date"), field="effective_date"),
+        metadata=_metadata(data.get("metadata")),
+        postings=tuple(lines),
+    )
+
+
+def parse_reversal(entry_id: uuid.UUID, body: object) -> Reversal:
+    data = _object(body, allowed=frozenset({"description", "effective_date"}))
+    return Reversal(
+        entry_id=entry_id,
+        description=_text(
+            data.get("description"),
+            field="description",
+            max_chars=MAX_DESCRIPTION_CHARS,
+            required=False,
+        ),
+        effective_date=_date(data.get("effective_date"), field="effective_date"),
+    )

@@ -1,0 +1,131 @@
+"""Domain errors: one exception type per API error code (SPEC §3), mapped to HTTP in arus.http."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ArusError(Exception):
+    """Base of every error the API reports; `code` and `status` are the wire contract."""
+
+    code: ClassVar[str] = "internal"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class Unauthenticated(ArusError):
+    code, status = "unauthenticated", 401
+
+
+class Forbidden(ArusError):
+    code, status = "forbidden", 403
+
+
+class NotFound(ArusError):
+    code, status = "not_found", 404
+
+
+class MethodNotAllowed(ArusError):
+    code, status = "method_not_allowed", 405
+
+
+class IdempotencyConflict(ArusError):
+    code, status = "idempotency_conflict", 409
+
+
+class AlreadyReversed(ArusError):
+    code, status = "already_reversed", 409
+
+
+class DuplicateAccountCode(ArusError):
+    code, status = "duplicate_account_code", 409
+
+
+class InvalidJson(ArusError):
+    code, status = "invalid_json", 400
+
+
+class PayloadTooLarge(ArusError):
+    code, status = "payload_too_large", 413
+
+
+class UnsupportedMediaType(ArusError):
+    code, status = "unsupported_media_type", 415
+
+
+class ValidationError(ArusError):
+    code, status = "validation_error", 422
+
+
+class UnbalancedEntry(ArusError):
+    code, status = "unbalanced_entry", 422
+
+
+class InsufficientFunds(ArusError):
+    code, status = "insufficient_funds", 422
+
+
+class CurrencyMismatch(ArusError):
+    code, status = "currency_mismatch", 422
+
+
+class IdempotencyKeyRequired(ArusError):
+    code, status = "idempotency_key_required", 422
+
+
+BY_CODE: dict[str, type[ArusError]] = {
+    cls.code: cls
+    for cls in (
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        IdempotencyConflict,
+        AlreadyReversed,
+        DuplicateAccountCode,
+        InvalidJson,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        ValidationError,
+        UnbalancedEntry,
+        InsufficientFunds,
+        CurrencyMismatch,
+        IdempotencyKeyRequired,
+    )
+}
+
+# Constraint names whose violation is a domain outcome, not a bug (races the functions'
+# own checks cannot see: they are decided by the unique index or CHECK at write time).
+_CONSTRAINTS: dict[str, type[ArusError]] = {
+    "entries_reverses_key": AlreadyReversed,
+    "accounts_ledger_code_key": DuplicateAccountCode,
+    "balances_non_negative": InsufficientFunds,
+}
+
+
+def from_database(orig: BaseException) -> ArusError | None:
+    """The domain error a pg8000 DatabaseError stands for, or None if it is a real fault.
+
+    The ledger's SQL functions raise with the API code in HINT; constraint violations that
+    only a concurrent writer can cause are mapped by constraint name.
+    """
+    fields = orig.args[0] if orig.args and isinstance(orig.args[0], dict) else {}
+    hint, message = fields.get("H"), fields.get("M", "")
+    if fields.get("C") == "P0001" and hint in BY_CODE:
+        return BY_CODE[hint](message)
+    constraint = fields.get("n")
+    if constraint in _CONSTRAINTS:
+        cls = _CONSTRAINTS[constraint]
+        return cls(
+            {
+                AlreadyReversed: "the entry is already reversed",
+                DuplicateAccountCode: "an account with this code already exists",
+                InsufficientFunds: "an account would go below zero",
+            }[cls]
+        )
+    return None

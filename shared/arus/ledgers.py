@@ -1,0 +1,24 @@
+"""Ledgers: the tenant boundary. Every API key belongs to exactly one ledger."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from arus.errors import ValidationError
+from arus.schema import ledgers
+
+
+def create_ledger(conn: Connection, name: str) -> uuid.UUID:
+    if not 1 <= len(name) <= 200:
+        raise ValidationError("a ledger name is 1-200 characters")
+    ledger_id: uuid.UUID = conn.execute(
+        ledgers.insert().values(name=name).returning(ledgers.c.id)
+    ).scalar_one()
+    return ledger_id
+
+
+def ledger_ids(conn: Connection) -> list[uuid.UUID]:
+    return list(conn.execute(sa.select(ledgers.c.id).order_by(ledgers.c.created_at)).scalars())
