@@ -52,7 +52,7 @@ def _hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
-def issue_key(conn: Connection, *, ledger_id: uuid.UUID, scope: str) -> IssuedKey:
+def issue_key(conn: Connection, *, ledger_id: uuid.UUID, scope: Scope) -> IssuedKey:
     if scope not in SCOPES:
         raise ValidationError("scope must be read or write")
     exists = conn.execute(sa.select(ledgers.c.id).where(ledgers.c.id == ledger_id)).first()
@@ -65,7 +65,7 @@ def issue_key(conn: Connection, *, ledger_id: uuid.UUID, scope: str) -> IssuedKe
             id=key_id, ledger_id=ledger_id, scope=scope, secret_hash=_hash(secret)
         )
     )
-    return IssuedKey(key_id=key_id, key=f"arus_{key_id}_{secret}", scope=scope)  # type: ignore[arg-type]
+    return IssuedKey(key_id=key_id, key=f"arus_{key_id}_{secret}", scope=scope)
 
 
 def revoke_key(conn: Connection, key_id: str) -> bool:

@@ -4,8 +4,8 @@ The SQL lives in the migrations as functions (arus_post_entry, arus_reverse_entr
 arus_create_account): claim the idempotency key, lock balance rows in ascending account id,
 refuse overdrafts and int64 overflow, write entry, postings, balances, the stored response and
 the outbox event, all in the statement's own transaction. Here we call them with bound
-parameters on the autocommit posting engine (the statement is the transaction) and map their errors to the
-domain. See docs/adr/003-ordered-row-locks.md.
+parameters on the autocommit posting engine (the statement is the transaction) and map their
+errors to the domain. See docs/adr/003-ordered-row-locks.md.
 """
 
 from __future__ import annotations
@@ -152,4 +152,3 @@ def reverse_entry(
             "effective_date": reversal.effective_date.isoformat(),
         },
     )
-

@@ -14,7 +14,9 @@ metadata = sa.MetaData()
 ledgers = sa.Table(
     "ledgers",
     metadata,
-    sa.Column("id", UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")),
+    sa.Column(
+        "id", UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
+    ),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("last_ledger_seq", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

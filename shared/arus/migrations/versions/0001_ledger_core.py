@@ -401,7 +401,8 @@ BEGIN
 
     UPDATE balances b
     SET balance = n.balance::bigint,
-        posting_count = b.posting_count + (SELECT count(*) FROM unnest(v_ids) x WHERE x = b.account_id),
+        posting_count = b.posting_count
+                        + (SELECT count(*) FROM unnest(v_ids) AS x WHERE x = b.account_id),
         updated_at = v_now
     FROM unnest(v_locked_ids, v_locked_balances) AS n (account_id, balance)
     WHERE b.account_id = n.account_id;
@@ -456,7 +457,8 @@ BEGIN
     FROM postings WHERE entry_id = p_entry_id;
     -- A concurrent reversal of the same entry fails on entries_reverses_key (already_reversed).
     RETURN arus_store_response(p_ledger, p_key, 201, arus_write_entry(
-        p_ledger, p_key, coalesce(p_description, format('Reversal of entry %s', v_original.ledger_seq)),
+        p_ledger, p_key,
+        coalesce(p_description, format('Reversal of entry %s', v_original.ledger_seq)),
         p_effective_date, '{}'::jsonb, v_lines, p_entry_id));
 END $$;
 

@@ -1,0 +1,187 @@
+"""The `arus` command (SPEC §5): an adapter over the same use cases the functions call."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from arus import auth, ledgers, migrate, verify
+from arus.config import ConfigError, Settings, load_settings
+from arus.db import get_engine
+from arus.errors import ArusError
+
+log = logging.getLogger("arus.cli")
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=None, default=str), flush=True)
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    revision = migrate.upgrade(get_engine(settings))
+    _print_json({"schema_revision": revision})
+    return 0
+
+
+def create_ledger_with_keys(settings: Settings, name: str) -> dict[str, str]:
+    with get_engine(settings).begin() as conn:
+        ledger_id = ledgers.create_ledger(conn, name)
+        write = auth.issue_key(conn, ledger_id=ledger_id, scope="write")
+        read = auth.issue_key(conn, ledger_id=ledger_id, scope="read")
+    return {"ledger_id": str(ledger_id), "name": name, "write_key": write.key, "read_key": read.key}
+
+
+def cmd_ledger_create(settings: Settings, args: argparse.Namespace) -> int:
+    _print_json(create_ledger_with_keys(settings, args.name))
+    return 0
+
+
+def cmd_key_create(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        ledger_id = uuid.UUID(args.ledger)
+    except ValueError:
+        print(f"arus: --ledger must be a ledger id, not {args.ledger!r}", file=sys.stderr)
+        return 2
+    with get_engine(settings).begin() as conn:
+        issued = auth.issue_key(conn, ledger_id=ledger_id, scope=args.scope)
+    _print_json({"key_id": issued.key_id, "key": issued.key, "scope": issued.scope})
+    return 0
+
+
+def cmd_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    with get_engine(settings).begin() as conn:
+        revoked = auth.revoke_key(conn, args.key_id)
+    if not revoked:
+        print(f"arus: no active key {args.key_id}", file=sys.stderr)
+        return 1
+    _print_json({"key_id": args.key_id, "revoked": True})
+    return 0
+
+
+def serve(
+    settings: Settings, host: str, port: int, *, ready: threading.Event | None = None
+) -> None:
+    """Every function's routes in one threaded WSGI server until interrupted."""
+    from werkzeug.serving import make_server
+
+    from arus.http import create_app
+
+    server = make_server(host, port, create_app(settings), threaded=True)
+    log.info("serving on http://%s:%d", host, server.server_port)
+    if ready is not None:
+        ready.set()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    print(f"arus: serving the ledger on http://{args.host}:{args.port}", flush=True)
+    serve(settings, args.host, args.port)
+    return 0
+
+
+def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+    report = verify.verify_all(get_engine(settings))
+    _print_json(report)
+    return 0 if report["ok"] else 1
+
+
+def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
+    from arus import relay
+
+    if args.once:
+        outcome = relay.run_once(settings)
+        _print_json(outcome.to_json())
+        return 0 if outcome.error is None else 1
+    relay.run_forever(settings, interval_s=args.interval)
+    return 0
+
+
+def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
+    from arus import close
+
+    day = dt.date.fromisoformat(args.date) if args.date else None
+    reports = close.close_all(settings, day)
+    _print_json(reports)
+    return 0 if all(r["balanced"] and not r["drift"] for r in reports) else 1
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    from arus import devserver
+
+    return devserver.run(settings, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="arus", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="bring the schema up to date").set_defaults(func=cmd_migrate)
+
+    ledger = sub.add_parser("ledger", help="ledgers").add_subparsers(dest="action", required=True)
+    create = ledger.add_parser("create", help="create a ledger and print its keys")
+    create.add_argument("name")
+    create.set_defaults(func=cmd_ledger_create)
+
+    key = sub.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
+    key_create = key.add_parser("create", help="issue a key for a ledger")
+    key_create.add_argument("--ledger", required=True)
+    key_create.add_argument("--scope", required=True, choices=auth.SCOPES)
+    key_create.set_defaults(func=cmd_key_create)
+    key_revoke = key.add_parser("revoke", help="revoke a key at once")
+    key_revoke.add_argument("key_id")
+    key_revoke.set_defaults(func=cmd_key_revoke)
+
+    serve_p = sub.add_parser("serve", help="serve every function's routes in one process")
+    serve_p.add_argument("--host", default="127.0.0.1")
+    serve_p.add_argument("--port", type=int, default=8080)
+    serve_p.set_defaults(func=cmd_serve)
+
+    dev = sub.add_parser("dev", help="the one-command local ledger")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8080)
+    dev.add_argument("--data-dir", default=os.environ.get("ARUS_DEV_DIR", ".arus"))
+    dev.add_argument("--no-relay", action="store_true", help="do not run the relay every second")
+    dev.set_defaults(func=cmd_dev)
+
+    sub.add_parser("verify", help="trial balance and drift of every ledger").set_defaults(
+        func=cmd_verify
+    )
+
+    relay_p = sub.add_parser("relay", help="drain the outbox to the configured transport")
+    relay_p.add_argument("--once", action="store_true", help="one run, then exit")
+    relay_p.add_argument("--interval", type=float, default=1.0, help="seconds between runs")
+    relay_p.set_defaults(func=cmd_relay)
+
+    close_p = sub.add_parser("close", help="the daily close of every ledger")
+    close_p.add_argument("--date", help="YYYY-MM-DD (UTC); default yesterday")
+    close_p.set_defaults(func=cmd_close)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("ARUS_LOG_LEVEL", "INFO"), stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        status: int = args.func(settings, args)
+    except (ConfigError, ArusError) as exc:
+        print(f"arus: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

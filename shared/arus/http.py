@@ -1,0 +1,300 @@
+"""HTTP: one Flask routing layer for every function (SPEC §3).
+
+`post_entry_app`, `query_app`, `relay_app` and `daily_close_app` are what the functions'
+main.py files call; `create_app` with every surface is what `arus serve` runs. Handlers only
+parse, authenticate, call a use case and render; errors are domain exceptions turned into
+`{"error": {code, message}}` in one place.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask, Request, Response, request
+from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from arus import domain, posting, queries
+from arus.auth import Principal, authenticate
+from arus.config import Settings, load_settings
+from arus.db import get_engine
+from arus.errors import (
+    ArusError,
+    InvalidJson,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+
+log = logging.getLogger("arus.http")
+
+SURFACES = ("mutations", "reads", "jobs")
+JSON_MIMETYPE = "application/json"
+
+
+class _Ledger:
+    """Per-app resources, created on first request (never at import: cold starts stay cheap)."""
+
+    def __init__(self, settings: Settings | None) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+
+    @property
+    def settings(self) -> Settings:
+        with self._lock:
+            if self._settings is None:
+                self._settings = load_settings()
+            return self._settings
+
+    @property
+    def engine(self) -> Engine:
+        return get_engine(self.settings)
+
+    @property
+    def posting_engine(self) -> Engine:
+        return get_engine(self.settings, autocommit=True)
+
+
+def _json_response(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status=status,
+        mimetype=JSON_MIMETYPE,
+        headers=headers,
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key in JSON object")
+    return result
+
+
+def read_json_body(*, required: bool) -> object:
+    """The request's JSON body, strictly: JSON content type, size limit, no NaN, no duplicates."""
+    if request.environ.get("arus.payload_too_large"):
+        raise PayloadTooLarge("the request body exceeds the size limit")
+    raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH: 413 past the limit
+    if not raw and not required:
+        return {}
+    if request.mimetype != JSON_MIMETYPE:
+        raise UnsupportedMediaType("send the body as Content-Type: application/json")
+    if not raw:
+        raise InvalidJson("the request body is empty; a JSON object is required")
+    try:
+        return json.loads(
+            raw, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys
+        )
+    except (ValueError, RecursionError) as exc:
+        raise InvalidJson(f"the request body is not valid JSON: {exc}") from None
+
+
+def _principal(ledger: _Ledger) -> Principal:
+    with ledger.engine.connect() as conn:
+        return authenticate(conn, request.headers.get("Authorization"))
+
+
+def _mutation_response(result: posting.MutationResult, location: str) -> Response:
+    headers = {"Location": location}
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return _json_response(result.body, result.status, headers)
+
+
+def _register_mutations(app: Flask, ledger: _Ledger) -> None:
+    @app.post("/v1/accounts")
+    def create_account() -> Response:
+        principal = _principal(ledger)
+        principal.require_write()
+        body = read_json_body(required=True)
+        key = request.headers.get("Idempotency-Key")
+        result = posting.create_account(
+            ledger.posting_engine,
+            ledger_id=principal.ledger_id,
+            account=domain.parse_new_account(body),
+            idempotency_key=None if key is None else domain.parse_idempotency_key(key),
+            request_body=body,
+        )
+        return _mutation_response(result, f"/v1/accounts/{result.body['id']}")
+
+    @app.post("/v1/entries")
+    def create_entry() -> Response:
+        principal = _principal(ledger)
+        principal.require_write()
+        key = domain.parse_idempotency_key(request.headers.get("Idempotency-Key"))
+        body = read_json_body(required=True)
+        result = posting.post_entry(
+            ledger.posting_engine,
+            ledger_id=principal.ledger_id,
+            entry=domain.parse_new_entry(body),
+            idempotency_key=key,
+            request_body=body,
+        )
+        return _mutation_response(result, f"/v1/entries/{result.body['id']}")
+
+    @app.post("/v1/entries/<entry_id>/reverse")
+    def reverse_entry(entry_id: str) -> Response:
+        principal = _principal(ledger)
+        principal.require_write()
+        parsed_id = domain.parse_object_id(entry_id)
+        if parsed_id is None:
+            raise NotFound(f"no entry {entry_id}")
+        key = domain.parse_idempotency_key(request.headers.get("Idempotency-Key"))
+        body = read_json_body(required=False)
+        result = posting.reverse_entry(
+            ledger.posting_engine,
+            ledger_id=principal.ledger_id,
+            reversal=domain.parse_reversal(parsed_id, body),
+            idempotency_key=key,
+            request_body=body,
+        )
+        return _mutation_response(result, f"/v1/entries/{result.body['id']}")
+
+
+def _register_reads(app: Flask, ledger: _Ledger) -> None:
+    def read(use_case: Callable[..., Any], *args: Any, paged: bool = False) -> Response:
+        principal = _principal(ledger)
+        with ledger.engine.connect() as conn:
+            if paged:
+                page = use_case(
+                    conn,
+                    principal.ledger_id,
+                    *args,
+                    limit=queries.parse_limit(request.args.get("limit")),
+                    cursor=request.args.get("cursor"),
+                )
+                return _json_response(page.to_json(), 200)
+            return _json_response(use_case(conn, principal.ledger_id, *args), 200)
+
+    @app.get("/v1/accounts")
+    def list_accounts() -> Response:
+        return read(queries.list_accounts, paged=True)
+
+    @app.get("/v1/accounts/<ref>")
+    def get_account(ref: str) -> Response:
+        return read(queries.get_account, ref)
+
+    @app.get("/v1/accounts/<ref>/postings")
+    def account_postings(ref: str) -> Response:
+        return read(queries.account_postings, ref, paged=True)
+
+    @app.get("/v1/entries")
+    def list_entries() -> Response:
+        return read(queries.list_entries, paged=True)
+
+    @app.get("/v1/entries/<entry_id>")
+    def get_entry(entry_id: str) -> Response:
+        return read(queries.get_entry, domain.parse_object_id(entry_id))
+
+    @app.get("/v1/trial-balance")
+    def trial_balance() -> Response:
+        return read(queries.trial_balance)
+
+
+# Job routes are added by arus.jobs (relay and daily close); kept pluggable so this module does
+# not import the transports.
+JOB_REGISTRARS: list[Callable[[Flask, Any], None]] = []
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(ArusError)
+    def domain_error(exc: ArusError) -> Response:
+        return _json_response(exc.to_json(), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        mapped: ArusError
+        if isinstance(exc, RequestEntityTooLarge):
+            mapped = PayloadTooLarge("the request body exceeds the size limit")
+        elif exc.code == 405:
+            mapped = MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
+        elif exc.code == 404:
+            mapped = NotFound(f"no route {request.path}")
+        else:
+            return _json_response(
+                {"error": {"code": exc.name.lower().replace(" ", "_"), "message": exc.name}},
+                exc.code or 500,
+            )
+        return _json_response(mapped.to_json(), mapped.status)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        # A 500 is always a bug: log it with its traceback, tell the caller nothing internal.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _json_response(
+            {"error": {"code": "internal", "message": "internal error; it has been logged"}}, 500
+        )
+
+
+def create_app(settings: Settings | None = None, *, surfaces: Iterable[str] = SURFACES) -> Flask:
+    """A Flask app serving the given surfaces (mutations, reads, jobs) of the ledger."""
+    surfaces = tuple(surfaces)
+    unknown = set(surfaces) - set(SURFACES)
+    assert not unknown, f"unknown surfaces {unknown}"
+    app = Flask("arus")
+    ledger = _Ledger(settings)
+    app.config["MAX_CONTENT_LENGTH"] = (settings or ledger.settings).max_body_bytes
+    if "mutations" in surfaces:
+        _register_mutations(app, ledger)
+    if "reads" in surfaces:
+        _register_reads(app, ledger)
+    if "jobs" in surfaces:
+        for register in JOB_REGISTRARS:
+            register(app, ledger)
+    _register_errors(app)
+    return app
+
+
+def dispatch(app: Flask, incoming: Request) -> Response:
+    """Run a functions-framework request through one of our Flask apps.
+
+    The body is read once, here, under our size limit, and handed to the inner request as a
+    buffer: functions-framework reads the outer request's body again after the response.
+    """
+    environ = dict(incoming.environ)
+    incoming.max_content_length = app.config["MAX_CONTENT_LENGTH"]
+    try:
+        body = incoming.get_data(cache=True)
+    except RequestEntityTooLarge:
+        incoming.max_content_length = None
+        body = b""
+        environ["arus.payload_too_large"] = True
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    with app.request_context(environ):
+        return app.full_dispatch_request()
+
+
+_apps: dict[str, Flask] = {}
+_apps_lock = threading.Lock()
+
+
+def _app_for(surface: str) -> Flask:
+    with _apps_lock:
+        if surface not in _apps:
+            _apps[surface] = create_app(surfaces=(surface,))
+        return _apps[surface]
+
+
+def post_entry_app(incoming: Request) -> Response:
+    return dispatch(_app_for("mutations"), incoming)
+
+
+def query_app(incoming: Request) -> Response:
+    return dispatch(_app_for("reads"), incoming)
+
+
+def jobs_app(incoming: Request) -> Response:
+    return dispatch(_app_for("jobs"), incoming)

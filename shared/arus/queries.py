@@ -1,0 +1,240 @@
+"""Reads: accounts, postings, entries and the trial balance, always scoped to one ledger.
+
+Every statement filters by the caller's ledger id, so another ledger's objects are simply
+absent (404), never forbidden. Lists are keyset-paginated with an opaque cursor.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from arus.domain import AccountRef, parse_account_ref
+from arus.errors import NotFound, ValidationError
+from arus.schema import accounts, balances, entries, postings
+
+DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
+
+
+@dataclass(frozen=True)
+class Page:
+    data: list[dict[str, Any]]
+    next_cursor: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"data": self.data, "next_cursor": self.next_cursor}
+
+
+def encode_cursor(position: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, *, expect: str) -> Any:
+    """The position a cursor carries, or None; a forged or foreign cursor is a 422."""
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        position = json.loads(raw)
+        return position[expect]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ValidationError("cursor is not a cursor this list returned") from None
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_PAGE_SIZE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise ValidationError(f"limit must be an integer from 1 to {MAX_PAGE_SIZE}")
+    return int(raw)
+
+
+def _page(rows: Sequence[Any], limit: int, cursor_of: Callable[[Any], dict[str, Any]]) -> Page:
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(
+        data=[row[0] for row in rows],
+        next_cursor=encode_cursor(cursor_of(rows[-1])) if more and rows else None,
+    )
+
+
+def _account_filter(ledger_id: uuid.UUID, ref: AccountRef) -> sa.ColumnElement[bool]:
+    if ref.account_id is not None:
+        return sa.and_(accounts.c.ledger_id == ledger_id, accounts.c.id == ref.account_id)
+    return sa.and_(accounts.c.ledger_id == ledger_id, accounts.c.code == ref.code)
+
+
+def _resolve_account(conn: Connection, ledger_id: uuid.UUID, raw_ref: str) -> uuid.UUID:
+    try:
+        ref = parse_account_ref(raw_ref, field="account")
+    except ValidationError:
+        raise NotFound(f"no account {raw_ref}") from None
+    account_id = conn.execute(
+        sa.select(accounts.c.id).where(_account_filter(ledger_id, ref))
+    ).scalar_one_or_none()
+    if account_id is None:
+        raise NotFound(f"no account {raw_ref}")
+    return account_id  # type: ignore[no-any-return]
+
+
+def list_accounts(
+    conn: Connection, ledger_id: uuid.UUID, *, limit: int, cursor: str | None
+) -> Page:
+    after = decode_cursor(cursor, expect="code")
+    query = (
+        sa.select(sa.func.arus_account_json(accounts.c.id), accounts.c.code)
+        .where(accounts.c.ledger_id == ledger_id)
+        .order_by(accounts.c.code)
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(accounts.c.code > str(after))
+    rows = conn.execute(query).all()
+    return _page(rows, limit, lambda row: {"code": row.code})
+
+
+def get_account(conn: Connection, ledger_id: uuid.UUID, raw_ref: str) -> dict[str, Any]:
+    account_id = _resolve_account(conn, ledger_id, raw_ref)
+    body: dict[str, Any] = conn.execute(
+        sa.select(sa.func.arus_account_json(account_id))
+    ).scalar_one()
+    return body
+
+
+def account_postings(
+    conn: Connection, ledger_id: uuid.UUID, raw_ref: str, *, limit: int, cursor: str | None
+) -> Page:
+    """An account's postings, newest first, each with the balance right after it."""
+    account_id = _resolve_account(conn, ledger_id, raw_ref)
+    before = decode_cursor(cursor, expect="posting")
+    posting_json = sa.func.jsonb_build_object(
+        "id", postings.c.id,
+        "entry_id", postings.c.entry_id,
+        "ledger_seq", entries.c.ledger_seq,
+        "direction", postings.c.direction,
+        "amount", postings.c.amount,
+        "currency", postings.c.currency,
+        "balance_after", postings.c.balance_after,
+        "effective_date", sa.func.to_char(entries.c.effective_date, "YYYY-MM-DD"),
+        "created_at", sa.func.arus_timestamp(entries.c.created_at),
+    )  # fmt: skip
+    query = (
+        sa.select(posting_json, postings.c.id)
+        .join_from(postings, entries, entries.c.id == postings.c.entry_id)
+        .where(postings.c.account_id == account_id, postings.c.ledger_id == ledger_id)
+        .order_by(postings.c.id.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        query = query.where(postings.c.id < int(before))
+    rows = conn.execute(query).all()
+    return _page(rows, limit, lambda row: {"posting": row.id})
+
+
+def list_entries(conn: Connection, ledger_id: uuid.UUID, *, limit: int, cursor: str | None) -> Page:
+    """Entries, newest (highest ledger_seq) first."""
+    before = decode_cursor(cursor, expect="seq")
+    query = (
+        sa.select(sa.func.arus_entry_json(entries.c.id), entries.c.ledger_seq)
+        .where(entries.c.ledger_id == ledger_id)
+        .order_by(entries.c.ledger_seq.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        query = query.where(entries.c.ledger_seq < int(before))
+    rows = conn.execute(query).all()
+    return _page(rows, limit, lambda row: {"seq": row.ledger_seq})
+
+
+def get_entry(conn: Connection, ledger_id: uuid.UUID, entry_id: uuid.UUID | None) -> dict[str, Any]:
+    body = None
+    if entry_id is not None:
+        body = conn.execute(
+            sa.select(sa.func.arus_entry_json(entries.c.id)).where(
+                entries.c.ledger_id == ledger_id, entries.c.id == entry_id
+            )
+        ).scalar_one_or_none()
+    if body is None:
+        raise NotFound(f"no entry {entry_id}")
+    return body  # type: ignore[no-any-return]
+
+
+def trial_balance(conn: Connection, ledger_id: uuid.UUID) -> dict[str, Any]:
+    """Every account's debit or credit balance, totals per currency, and drift.
+
+    One statement, so one snapshot: the materialized balances and the posting sums it compares
+    are from the same instant. Drift lists accounts whose materialized balance differs from the
+    sum of their postings; `balanced` is true when debits equal credits in every currency.
+    """
+    sums = (
+        sa.select(
+            postings.c.account_id,
+            sa.func.sum(postings.c.amount).filter(postings.c.direction == "debit").label("debits"),
+            sa.func.sum(postings.c.amount)
+            .filter(postings.c.direction == "credit")
+            .label("credits"),
+        )
+        .where(postings.c.ledger_id == ledger_id)
+        .group_by(postings.c.account_id)
+        .subquery()
+    )
+    rows = conn.execute(
+        sa.select(
+            accounts.c.id, accounts.c.code, accounts.c.name, accounts.c.type,
+            accounts.c.currency, balances.c.balance, balances.c.normal_side,
+            sa.func.coalesce(sums.c.debits, 0).label("debits"),
+            sa.func.coalesce(sums.c.credits, 0).label("credits"),
+        )
+        .join_from(accounts, balances, balances.c.account_id == accounts.c.id)
+        .outerjoin(sums, sums.c.account_id == accounts.c.id)
+        .where(accounts.c.ledger_id == ledger_id)
+        .order_by(accounts.c.currency, accounts.c.code)
+    ).all()  # fmt: skip
+    lines, drift = [], []
+    totals: dict[str, dict[str, int]] = {}
+    for row in rows:
+        sign = 1 if row.normal_side == "debit" else -1
+        debit_side = sign * int(row.balance)  # > 0: a debit balance, < 0: a credit balance
+        from_postings = sign * (int(row.debits) - int(row.credits))
+        if from_postings != int(row.balance):
+            drift.append(
+                {
+                    "account_id": str(row.id),
+                    "account_code": row.code,
+                    "currency": row.currency,
+                    "materialized_balance": int(row.balance),
+                    "postings_balance": from_postings,
+                }
+            )
+        total = totals.setdefault(row.currency, {"debit": 0, "credit": 0})
+        total["debit"] += max(debit_side, 0)
+        total["credit"] += max(-debit_side, 0)
+        lines.append(
+            {
+                "account_id": str(row.id),
+                "account_code": row.code,
+                "name": row.name,
+                "type": row.type,
+                "currency": row.currency,
+                "balance": int(row.balance),
+                "debit": max(debit_side, 0),
+                "credit": max(-debit_side, 0),
+            }
+        )
+    return {
+        "accounts": lines,
+        "totals": [
+            {"currency": currency, "debit": t["debit"], "credit": t["credit"]}
+            for currency, t in sorted(totals.items())
+        ],
+        "balanced": all(t["debit"] == t["credit"] for t in totals.values()),
+        "drift": drift,
+    }

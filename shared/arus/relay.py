@@ -1,0 +1,169 @@
+"""The relay: drains the outbox to the configured transport, at least once (SPEC §4).
+
+Each batch is one transaction: claim up to `batch_size` unpublished rows in id order with
+FOR UPDATE SKIP LOCKED, publish them and wait for every confirmation, then mark them published
+and commit. A failure or a crash between publish and commit rolls the claim back, so the next
+run publishes the batch again (consumers dedupe by event_id). Concurrent relays skip each
+other's locked rows, so in normal operation no row is published twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from arus.config import Settings
+from arus.db import get_engine
+from arus.schema import outbox_events
+from arus.transports import OutboxEvent, PublishError, Transport, make_transport
+
+log = logging.getLogger("arus.relay")
+
+
+@dataclass(frozen=True)
+class RelayOutcome:
+    published: int
+    batches: int
+    oldest_unpublished_age_s: float | None
+    duration_s: float
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "published": self.published,
+            "batches": self.batches,
+            "oldest_unpublished_age_s": self.oldest_unpublished_age_s,
+            "duration_s": round(self.duration_s, 3),
+            "error": self.error,
+        }
+
+
+def _claim_batch(batch_size: int) -> sa.Select[Any]:
+    return (
+        sa.select(
+            outbox_events.c.id,
+            outbox_events.c.event_id,
+            outbox_events.c.event_type,
+            outbox_events.c.ledger_id,
+            outbox_events.c.envelope,
+        )
+        .where(outbox_events.c.published_at.is_(None))
+        .order_by(outbox_events.c.id)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def oldest_unpublished_age_s(engine: Engine) -> float | None:
+    with engine.connect() as conn:
+        age = conn.execute(
+            sa.select(
+                sa.func.extract(
+                    "epoch", sa.func.clock_timestamp() - sa.func.min(outbox_events.c.occurred_at)
+                )
+            ).where(outbox_events.c.published_at.is_(None))
+        ).scalar_one()
+    return None if age is None else round(float(age), 3)
+
+
+def drain(
+    engine: Engine,
+    transport: Transport,
+    *,
+    batch_size: int,
+    time_budget_s: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> RelayOutcome:
+    """Publish batches until the outbox is empty or the time budget is spent.
+
+    A publish failure ends the run with `error` set and its batch left unpublished; it is
+    reported, never swallowed.
+    """
+    assert 1 <= batch_size <= 10_000 and time_budget_s > 0
+    started = clock()
+    published = batches = 0
+    error: str | None = None
+    while clock() - started < time_budget_s:
+        try:
+            with engine.begin() as conn:
+                rows = conn.execute(_claim_batch(batch_size)).all()
+                if not rows:
+                    break
+                transport.publish(
+                    [
+                        OutboxEvent(
+                            outbox_id=row.id,
+                            event_id=str(row.event_id),
+                            event_type=row.event_type,
+                            ledger_id=str(row.ledger_id),
+                            envelope=row.envelope,
+                        )
+                        for row in rows
+                    ]
+                )
+                conn.execute(
+                    outbox_events.update()
+                    .where(outbox_events.c.id.in_([row.id for row in rows]))
+                    .values(published_at=sa.func.clock_timestamp())
+                )
+        except PublishError as exc:
+            error = f"{transport.name} publish failed: {exc}"
+            log.error("relay batch rolled back: %s", error)
+            break
+        published += len(rows)
+        batches += 1
+        if len(rows) < batch_size:
+            break
+    outcome = RelayOutcome(
+        published=published,
+        batches=batches,
+        oldest_unpublished_age_s=oldest_unpublished_age_s(engine),
+        duration_s=clock() - started,
+        error=error,
+    )
+    log.info("relay run", extra={"relay": outcome.to_json()})
+    return outcome
+
+
+def run_once(settings: Settings, transport: Transport | None = None) -> RelayOutcome:
+    owned = transport is None
+    transport = transport or make_transport(settings)
+    try:
+        return drain(
+            get_engine(settings),
+            transport,
+            batch_size=settings.relay_batch_size,
+            time_budget_s=settings.relay_time_budget_s,
+        )
+    finally:
+        if owned:
+            transport.close()
+
+
+def run_forever(
+    settings: Settings, *, interval_s: float = 1.0, stop: threading.Event | None = None
+) -> None:
+    """Drain, sleep `interval_s`, repeat until `stop` is set (the `arus dev` loop)."""
+    stop = stop or threading.Event()
+    transport = make_transport(settings)
+    try:
+        while not stop.is_set():
+            try:
+                drain(
+                    get_engine(settings),
+                    transport,
+                    batch_size=settings.relay_batch_size,
+                    time_budget_s=settings.relay_time_budget_s,
+                )
+            except sa.exc.OperationalError as exc:
+                log.warning("relay cannot reach the database, retrying: %s", exc)
+            stop.wait(interval_s)
+    finally:
+        transport.close()

