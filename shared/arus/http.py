@@ -1,7 +1,9 @@
 """HTTP: one Flask routing layer for every function (SPEC §3).
 
 `post_entry_app`, `query_app`, `relay_app` and `daily_close_app` are what the functions'
-main.py files call; `create_app` with every surface is what `arus serve` runs. Handlers only
+main.py files call; `create_app` with every surface is what `arus serve` runs. Job routes
+carry no API key: on Google Cloud only the scheduler's service account may invoke those
+functions (IAM, OIDC); locally `arus serve` binds to 127.0.0.1. Handlers only
 parse, authenticate, call a use case and render; errors are domain exceptions turned into
 `{"error": {code, message}}` in one place.
 """
@@ -30,11 +32,12 @@ from arus.errors import (
     NotFound,
     PayloadTooLarge,
     UnsupportedMediaType,
+    ValidationError,
 )
 
 log = logging.getLogger("arus.http")
 
-SURFACES = ("mutations", "reads", "jobs")
+SURFACES = ("mutations", "reads", "relay", "close")
 JSON_MIMETYPE = "application/json"
 
 
@@ -201,10 +204,63 @@ def _register_reads(app: Flask, ledger: _Ledger) -> None:
     def trial_balance() -> Response:
         return read(queries.trial_balance)
 
+    @app.get("/v1/balances")
+    def balances_as_of() -> Response:
+        from arus import close
 
-# Job routes are added by arus.jobs (relay and daily close); kept pluggable so this module does
-# not import the transports.
-JOB_REGISTRARS: list[Callable[[Flask, Any], None]] = []
+        principal = _principal(ledger)
+        with ledger.engine.connect() as conn:
+            body = close.balances_as_of(
+                conn,
+                principal.ledger_id,
+                request.args.get("as_of"),
+                limit=queries.parse_limit(request.args.get("limit")),
+                cursor=request.args.get("cursor"),
+            )
+        return _json_response(body, 200)
+
+
+def _register_relay(app: Flask, ledger: _Ledger, *, at_root: bool) -> None:
+    """`POST /jobs/relay`: one relay run (Cloud Scheduler calls it every minute with OIDC)."""
+
+    def run_relay() -> Response:
+        from arus import relay
+
+        outcome = relay.run_once(ledger.settings)
+        if outcome.error is not None:
+            return _json_response(
+                {"error": {"code": "relay_failed", "message": outcome.error}, **outcome.to_json()},
+                503,
+            )
+        return _json_response(outcome.to_json(), 200)
+
+    app.add_url_rule("/jobs/relay", "relay", run_relay, methods=["POST"])
+    if at_root:
+        app.add_url_rule("/", "relay_root", run_relay, methods=["POST"])
+
+
+def _register_close(app: Flask, ledger: _Ledger, *, at_root: bool) -> None:
+    """`POST /jobs/daily-close` with optional `{"date": "YYYY-MM-DD"}` (default yesterday)."""
+
+    def run_close() -> Response:
+        from arus import close
+
+        body = read_json_body(required=False)
+        if not isinstance(body, dict) or set(body) - {"date"}:
+            raise ValidationError('the body is {"date": "YYYY-MM-DD"} or empty')
+        day = close.parse_as_of(body["date"]) if "date" in body else None
+        reports = close.close_all(ledger.settings, day)
+        failed = [r for r in reports if not r["ok"]]
+        if failed:
+            message = f"{len(failed)} ledger(s) did not close: imbalance or drift"
+            return _json_response(
+                {"error": {"code": "close_failed", "message": message}, "closes": reports}, 500
+            )
+        return _json_response({"closes": reports}, 200)
+
+    app.add_url_rule("/jobs/daily-close", "daily_close", run_close, methods=["POST"])
+    if at_root:
+        app.add_url_rule("/", "daily_close_root", run_close, methods=["POST"])
 
 
 def _register_errors(app: Flask) -> None:
@@ -249,9 +305,12 @@ def create_app(settings: Settings | None = None, *, surfaces: Iterable[str] = SU
         _register_mutations(app, ledger)
     if "reads" in surfaces:
         _register_reads(app, ledger)
-    if "jobs" in surfaces:
-        for register in JOB_REGISTRARS:
-            register(app, ledger)
+    # A job function deployed on its own answers at its root URL too (what Scheduler calls).
+    alone = len(surfaces) == 1
+    if "relay" in surfaces:
+        _register_relay(app, ledger, at_root=alone)
+    if "close" in surfaces:
+        _register_close(app, ledger, at_root=alone)
     _register_errors(app)
     return app
 
@@ -296,5 +355,9 @@ def query_app(incoming: Request) -> Response:
     return dispatch(_app_for("reads"), incoming)
 
 
-def jobs_app(incoming: Request) -> Response:
-    return dispatch(_app_for("jobs"), incoming)
+def relay_app(incoming: Request) -> Response:
+    return dispatch(_app_for("relay"), incoming)
+
+
+def daily_close_app(incoming: Request) -> Response:
+    return dispatch(_app_for("close"), incoming)

@@ -1,0 +1,9 @@
+"""Cloud Run function: drains the outbox to Pub/Sub (Cloud Scheduler calls it every minute)."""
+
+import functions_framework
+from arus.http import relay_app
+
+
+@functions_framework.http
+def relay(request):  # type: ignore[no-untyped-def]
+    return relay_app(request)

@@ -1,0 +1,223 @@
+"""The daily close: end-of-day balance snapshots and the proof that the books net to zero.
+
+For one ledger and one UTC date, the close takes every account's balance at the end of that
+date (the `balance_after` of its last posting booked before midnight), checks that the
+snapshot nets to zero per currency, that each snapshot balance equals the sum of that
+account's postings up to midnight, and that today's materialized balances have no drift.
+Only a clean close is stored, with its snapshot and a `ledger.closed` outbox event, all in one
+transaction; a rerun returns the stored report and writes nothing. A close that finds drift
+stores nothing, is logged as an error and reported as failed, so it can be rerun once fixed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from arus import ledgers, queries
+from arus.config import Settings
+from arus.db import get_engine
+from arus.domain import today_utc
+from arus.errors import NotFound, ValidationError
+
+log = logging.getLogger("arus.close")
+
+# Entries are stamped a moment before they commit; waiting this long after midnight means
+# every entry stamped before midnight has committed (or rolled back) before the close reads.
+CLOSE_GRACE = dt.timedelta(minutes=1)
+
+_SNAPSHOT = sa.text("""
+    SELECT a.id AS account_id, a.code, a.currency, b.normal_side,
+           coalesce((SELECT p.balance_after
+                     FROM postings p JOIN entries e ON e.id = p.entry_id
+                     WHERE p.account_id = a.id AND e.created_at < :cutoff
+                     ORDER BY p.id DESC LIMIT 1), 0) AS balance,
+           coalesce((SELECT sum(CASE WHEN p.direction = b.normal_side
+                                     THEN p.amount::numeric ELSE -p.amount::numeric END)
+                     FROM postings p JOIN entries e ON e.id = p.entry_id
+                     WHERE p.account_id = a.id AND e.created_at < :cutoff), 0) AS postings_sum,
+           (SELECT coalesce(max(ledger_seq), 0) FROM entries
+            WHERE ledger_id = :ledger AND created_at < :cutoff) AS last_ledger_seq
+    FROM accounts a JOIN balances b ON b.account_id = a.id
+    WHERE a.ledger_id = :ledger AND a.created_at < :cutoff
+    ORDER BY a.code
+""")
+
+_SNAPSHOT_PAGE = sa.text("""
+    SELECT s.account_id, a.code, s.currency, s.balance
+    FROM balance_snapshots s JOIN accounts a ON a.id = s.account_id
+    WHERE s.ledger_id = :ledger AND s.close_date = :close_date AND a.code > :after
+    ORDER BY a.code
+    LIMIT :limit
+""")
+
+
+def _cutoff(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+
+
+def _stored_report(conn: Connection, ledger_id: uuid.UUID, day: dt.date) -> dict[str, Any] | None:
+    report = conn.execute(
+        sa.text("SELECT report FROM daily_closes WHERE ledger_id = :ledger AND close_date = :day"),
+        {"ledger": ledger_id, "day": day},
+    ).scalar_one_or_none()
+    return report
+
+
+def build_report(
+    conn: Connection, ledger_id: uuid.UUID, day: dt.date
+) -> tuple[dict[str, Any], Sequence[Any]]:
+    """The close report for (ledger, day) and the snapshot rows it is computed from."""
+    rows = conn.execute(_SNAPSHOT, {"ledger": ledger_id, "cutoff": _cutoff(day)}).all()
+    totals: dict[str, dict[str, int]] = {}
+    drift = []
+    for row in rows:
+        debit_side = int(row.balance) if row.normal_side == "debit" else -int(row.balance)
+        total = totals.setdefault(row.currency, {"debit": 0, "credit": 0})
+        total["debit"] += max(debit_side, 0)
+        total["credit"] += max(-debit_side, 0)
+        if int(row.postings_sum) != int(row.balance):
+            drift.append(
+                {
+                    "account_id": str(row.account_id),
+                    "account_code": row.code,
+                    "snapshot_balance": int(row.balance),
+                    "postings_balance": int(row.postings_sum),
+                }
+            )
+    # Today's materialized balances must match their postings too: drift is drift, whenever.
+    drift.extend(queries.trial_balance(conn, ledger_id)["drift"])
+    balanced = all(t["debit"] == t["credit"] for t in totals.values())
+    report: dict[str, Any] = {
+        "ledger_id": str(ledger_id),
+        "date": day.isoformat(),
+        "accounts": len(rows),
+        "last_ledger_seq": int(rows[0].last_ledger_seq) if rows else 0,
+        "totals": [
+            {"currency": c, "debit": t["debit"], "credit": t["credit"]}
+            for c, t in sorted(totals.items())
+        ],
+        "balanced": balanced,
+        "drift": drift,
+        "ok": balanced and not drift,
+    }
+    return report, rows
+
+
+def close_ledger(
+    engine: Engine, ledger_id: uuid.UUID, day: dt.date, *, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """Close one ledger's day; idempotent per (ledger, day)."""
+    now = now or dt.datetime.now(dt.UTC)
+    if now < _cutoff(day) + CLOSE_GRACE:
+        raise ValidationError(
+            f"{day.isoformat()} can be closed from {(_cutoff(day) + CLOSE_GRACE).isoformat()}"
+        )
+    with engine.begin() as conn:
+        # Concurrent closes of the same (ledger, day) queue here; the loser reads the winner's.
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+            {"name": f"arus-close:{ledger_id}:{day.isoformat()}"},
+        )
+        stored = _stored_report(conn, ledger_id, day)
+        if stored is not None:
+            return stored
+        report, rows = build_report(conn, ledger_id, day)
+        if not report["ok"]:
+            log.error("daily close failed", extra={"close": report})
+            return report
+        conn.execute(
+            sa.text(
+                "INSERT INTO daily_closes (ledger_id, close_date, report) "
+                "VALUES (:ledger, :day, CAST(:report AS jsonb))"
+            ),
+            {"ledger": ledger_id, "day": day, "report": json.dumps(report)},
+        )
+        if rows:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO balance_snapshots "
+                    "(ledger_id, close_date, account_id, currency, balance) "
+                    "VALUES (:ledger, :day, :account_id, :currency, :balance)"
+                ),
+                [
+                    {
+                        "ledger": ledger_id,
+                        "day": day,
+                        "account_id": row.account_id,
+                        "currency": row.currency,
+                        "balance": int(row.balance),
+                    }
+                    for row in rows
+                ],
+            )
+        conn.execute(
+            sa.text(
+                "SELECT arus_enqueue_event(:ledger, 'ledger.closed', NULL, clock_timestamp(), "
+                "CAST(:report AS jsonb))"
+            ),
+            {"ledger": ledger_id, "report": json.dumps(report)},
+        )
+    log.info("daily close", extra={"close": report})
+    return report
+
+
+def close_all(settings: Settings, day: dt.date | None = None) -> list[dict[str, Any]]:
+    """Close `day` (default: yesterday, UTC) for every ledger."""
+    day = day or today_utc() - dt.timedelta(days=1)
+    engine = get_engine(settings)
+    with engine.connect() as conn:
+        ids = ledgers.ledger_ids(conn)
+    return [close_ledger(engine, ledger_id, day) for ledger_id in ids]
+
+
+def parse_as_of(raw: str | None) -> dt.date:
+    if raw is None:
+        raise ValidationError("as_of=YYYY-MM-DD is required")
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ValidationError("as_of must be a date as YYYY-MM-DD") from None
+
+
+def balances_as_of(
+    conn: Connection, ledger_id: uuid.UUID, raw_as_of: str | None, *, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """`GET /v1/balances?as_of=`: the snapshot of a closed day, paginated by account code."""
+    day = parse_as_of(raw_as_of)
+    closed_at = conn.execute(
+        sa.text(
+            "SELECT closed_at FROM daily_closes WHERE ledger_id = :ledger AND close_date = :day"
+        ),
+        {"ledger": ledger_id, "day": day},
+    ).scalar_one_or_none()
+    if closed_at is None:
+        raise NotFound(f"no daily close for {day.isoformat()}")
+    after = queries.decode_cursor(cursor, expect="code")
+    rows = conn.execute(
+        _SNAPSHOT_PAGE,
+        {"ledger": ledger_id, "close_date": day, "after": after or "", "limit": limit + 1},
+    ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "as_of": day.isoformat(),
+        "closed_at": closed_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        "data": [
+            {
+                "account_id": str(row.account_id),
+                "account_code": row.code,
+                "currency": row.currency,
+                "balance": int(row.balance),
+            }
+            for row in rows
+        ],
+        "next_cursor": queries.encode_cursor({"code": rows[-1].code}) if more and rows else None,
+    }
