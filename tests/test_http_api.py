@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from arus.money import INT64_MAX
 
 
@@ -21,7 +20,7 @@ def _entry(debit: str, credit: str, amount: object, **extra: object) -> dict[str
 
 @pytest.fixture
 def books(api, ledger):
-    """cash (asset, no overdraft) funded with 10,000 from equity (credit-normal, may go negative)."""
+    """cash (asset, no overdraft) holds 10,000 from equity (credit-normal, may go negative)."""
     cash = api.account(ledger, "cash")
     equity = api.account(ledger, "equity", "equity", allow_negative=True)
     assert api.transfer(ledger, "cash", "equity", 10_000).status_code == 201
@@ -147,10 +146,11 @@ def test_account_postings_newest_first_with_balance_after(api, ledger, books):
         ("debit", 10_000, 10_000),
     ]
     assert [p["ledger_seq"] for p in page["data"]] == [3, 2, 1]
-    first = api.get("/v1/accounts/cash/postings", key=ledger.read_key,
-                    query_string={"limit": 2}).get_json()  # fmt: skip
-    rest = api.get("/v1/accounts/cash/postings", key=ledger.read_key,
-                   query_string={"limit": 2, "cursor": first["next_cursor"]}).get_json()  # fmt: skip
+    path = "/v1/accounts/cash/postings"
+    first = api.get(path, key=ledger.read_key, query_string={"limit": 2}).get_json()
+    cursor = first["next_cursor"]
+    rest = api.get(path, key=ledger.read_key, query_string={"limit": 2, "cursor": cursor})
+    rest = rest.get_json()
     assert [p["id"] for p in first["data"] + rest["data"]] == [p["id"] for p in page["data"]]
     assert rest["next_cursor"] is None
 
