@@ -7,17 +7,20 @@ truncate the append-only tables: each gets its own ledger, which isolates it com
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-
 from arus import migrate
 from arus.cli import create_ledger_with_keys
 from arus.config import Settings, load_settings
@@ -58,11 +61,54 @@ def database_url() -> Iterator[str]:
     migrate.upgrade(get_engine(load_settings()))
     yield url
     dispose_engines()
+    _verify_after_workload(url)
     for key, value in previous.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@contextmanager
+def injected_drift(
+    engine: sa.Engine, account_sql: str, delta: int, params: dict[str, Any]
+) -> Iterator[None]:
+    """Corrupt one materialized balance for the block, then repair it.
+
+    The repair keeps the shared test database honest: the session ends with `arus verify`.
+    """
+    statement = sa.text(
+        f"UPDATE balances SET balance = balance + :delta WHERE account_id = {account_sql}"
+    )
+    with engine.begin() as conn:
+        conn.execute(statement, {**params, "delta": delta})
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(statement, {**params, "delta": -delta})
+
+
+def _verify_after_workload(url: str) -> None:
+    """`arus verify` must exit 0 after the whole test workload (issue 2's release gate)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "arus.cli", "verify"],
+        env={**os.environ, "ARUS_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(result.stdout or "{}")
+    ledgers = report.get("ledgers", [])
+    print(
+        f"\nVERIFY after workload: exit={result.returncode} ledgers={len(ledgers)} "
+        f"entries={sum(r['entries'] for r in ledgers)} "
+        f"drift={sum(len(r['drift']) for r in ledgers)} "
+        f"unbalanced={sum(not r['balanced'] for r in ledgers)}"
+    )
+    if result.returncode != 0:
+        bad = [r for r in ledgers if not r["ok"]]
+        pytest.fail(f"arus verify failed after the test workload: {bad or result.stderr}")
 
 
 @pytest.fixture(scope="session")

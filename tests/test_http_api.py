@@ -459,14 +459,10 @@ def test_trial_balance_lists_debit_and_credit_balances_per_currency(api, ledger,
 
 
 def test_trial_balance_reports_injected_drift(api, ledger, books, engine):
-    import sqlalchemy as sa
+    from tests.conftest import injected_drift
 
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text("UPDATE balances SET balance = balance + 1 WHERE account_id = :id"),
-            {"id": books["cash"]["id"]},
-        )
-    trial = api.get("/v1/trial-balance", key=ledger.read_key).get_json()
+    with injected_drift(engine, ":id", 1, {"id": books["cash"]["id"]}):
+        trial = api.get("/v1/trial-balance", key=ledger.read_key).get_json()
     assert trial["balanced"] is False
     assert trial["drift"] == [
         {"account_id": books["cash"]["id"], "account_code": "cash", "currency": "USD",

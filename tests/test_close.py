@@ -1,0 +1,130 @@
+"""Daily close: snapshots as of end of day, idempotent per (ledger, date), drift detection."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+from arus import close
+from arus.domain import today_utc
+
+from tests.conftest import injected_drift
+
+TODAY = today_utc()
+AFTER_TODAY = dt.datetime.combine(TODAY + dt.timedelta(days=1), dt.time(0, 5), tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def books(api, ledger):
+    api.account(ledger, "cash")
+    api.account(ledger, "equity", "equity", allow_negative=True)
+    api.account(ledger, "fees", "revenue")
+    api.account(ledger, "eur", currency="EUR", allow_negative=True)
+    api.account(ledger, "eur-equity", "equity", currency="EUR", allow_negative=True)
+    assert api.transfer(ledger, "cash", "equity", 10_000).status_code == 201
+    assert api.transfer(ledger, "cash", "fees", 250).status_code == 201
+    assert api.transfer(ledger, "eur", "eur-equity", 70).status_code == 201
+    return ledger
+
+
+def _count(engine, table: str, ledger) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(f"SELECT count(*) FROM {table} WHERE ledger_id = :l"), {"l": ledger.ledger_id}
+        ).scalar_one()
+
+
+def test_close_snapshots_balances_and_proves_zero_net(engine, books):
+    report = close.close_ledger(engine, books.ledger_id, TODAY, now=AFTER_TODAY)
+    assert report["ok"] and report["balanced"] and report["drift"] == []
+    assert report["accounts"] == 5 and report["last_ledger_seq"] == 3
+    assert report["totals"] == [
+        {"currency": "EUR", "debit": 70, "credit": 70},
+        {"currency": "USD", "debit": 10_250, "credit": 10_250},
+    ]
+    assert _count(engine, "balance_snapshots", books) == 5
+
+
+def test_close_is_idempotent_per_ledger_and_date(api, engine, books):
+    first = close.close_ledger(engine, books.ledger_id, TODAY, now=AFTER_TODAY)
+    # Later postings must not change a closed day's snapshot.
+    assert api.transfer(books, "cash", "equity", 1).status_code == 201
+    second = close.close_ledger(engine, books.ledger_id, TODAY, now=AFTER_TODAY)
+    assert second == first
+    assert _count(engine, "daily_closes", books) == 1
+    assert _count(engine, "balance_snapshots", books) == 5
+    with engine.connect() as conn:
+        events = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM outbox_events WHERE ledger_id = :l "
+                "AND event_type = 'ledger.closed'"
+            ),
+            {"l": books.ledger_id},
+        ).scalar_one()
+    assert events == 1
+
+
+def test_balances_as_of_serves_the_snapshot(api, engine, books):
+    close.close_ledger(engine, books.ledger_id, TODAY, now=AFTER_TODAY)
+    assert api.transfer(books, "cash", "equity", 5).status_code == 201
+    query = {"as_of": TODAY.isoformat(), "limit": 3}
+    page = api.get("/v1/balances", key=books.read_key, query_string=query).get_json()
+    query["cursor"] = page["next_cursor"]
+    rest = api.get("/v1/balances", key=books.read_key, query_string=query).get_json()
+    balances = {b["account_code"]: b["balance"] for b in page["data"] + rest["data"]}
+    assert balances == {"cash": 10_250, "equity": 10_000, "eur": 70, "eur-equity": 70, "fees": 250}
+    assert page["as_of"] == TODAY.isoformat() and rest["next_cursor"] is None
+    live = api.get("/v1/accounts/cash", key=books.read_key).get_json()["balance"]
+    assert live == 10_255
+
+
+def test_balances_as_of_requires_a_closed_date(api, books):
+    missing = api.get("/v1/balances", key=books.read_key, query_string={"as_of": "2001-01-01"})
+    assert missing.status_code == 404
+    for bad in ({}, {"as_of": "01/02/2026"}):
+        response = api.get("/v1/balances", key=books.read_key, query_string=bad)
+        assert response.status_code == 422
+        assert response.get_json()["error"]["code"] == "validation_error"
+
+
+def test_close_detects_injected_drift_and_stores_nothing(engine, books):
+    fees = "(SELECT id FROM accounts WHERE ledger_id = :l AND code = 'fees')"
+    with injected_drift(engine, fees, 3, {"l": books.ledger_id}):
+        report = close.close_ledger(engine, books.ledger_id, TODAY, now=AFTER_TODAY)
+    assert report["ok"] is False
+    assert [(d["account_code"], d["materialized_balance"], d["postings_balance"])
+            for d in report["drift"]] == [("fees", 253, 250)]  # fmt: skip
+    assert _count(engine, "daily_closes", books) == 0
+    assert _count(engine, "balance_snapshots", books) == 0
+
+
+def test_a_day_cannot_be_closed_before_it_ends(engine, books):
+    with pytest.raises(Exception, match="can be closed from"):
+        close.close_ledger(engine, books.ledger_id, TODAY)
+
+
+def test_snapshot_excludes_what_was_booked_after_the_day(engine, books):
+    yesterday = TODAY - dt.timedelta(days=1)
+    report = close.close_ledger(engine, books.ledger_id, yesterday)
+    # Everything in this ledger was created today: yesterday's books are empty, and balanced.
+    assert report["ok"] and report["accounts"] == 0 and report["last_ledger_seq"] == 0
+
+
+def test_daily_close_function_closes_every_ledger(books, database_url):
+    from functions_framework import create_app
+
+    from tests.conftest import REPO
+
+    client = create_app("daily_close", str(REPO / "functions/daily_close/main.py")).test_client()
+    yesterday = (TODAY - dt.timedelta(days=1)).isoformat()
+    response = client.post("/", json={"date": yesterday})
+    assert response.status_code == 200, response.get_json()
+    closes = response.get_json()["closes"]
+    assert str(books.ledger_id) in {c["ledger_id"] for c in closes}
+    assert all(c["ok"] and c["date"] == yesterday for c in closes)
+    # A rerun is idempotent: the same reports, nothing new.
+    assert client.post("/", json={"date": yesterday}).get_json()["closes"] == closes
+    too_early = client.post("/", json={"date": TODAY.isoformat()})
+    assert too_early.status_code == 422
+    assert client.post("/", json={"day": "x"}).status_code == 422

@@ -1,0 +1,121 @@
+"""Validation units: money, commands, fingerprints, configuration, database URLs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from arus import domain
+from arus.config import ConfigError, load_settings
+from arus.db import sqlalchemy_url
+from arus.errors import IdempotencyKeyRequired, ValidationError
+from arus.idempotency import fingerprint
+from arus.money import INT64_MAX, parse_amount_minor, parse_currency
+
+
+@pytest.mark.parametrize("value", [1, 42, INT64_MAX])
+def test_amounts_in_int64_range_are_accepted(value):
+    assert parse_amount_minor(value, field="amount") == value
+
+
+@pytest.mark.parametrize("value", [0, -1, INT64_MAX + 1, 1.0, 0.5, "1", True, None, [1]])
+def test_amounts_outside_rules_are_refused_never_coerced(value):
+    with pytest.raises(ValidationError):
+        parse_amount_minor(value, field="amount")
+
+
+@pytest.mark.parametrize("value", ["USD", "EUR", "JPY", "XAU"])
+def test_currency_shape_is_three_upper_case_letters(value):
+    assert parse_currency(value, field="currency") == value
+
+
+@pytest.mark.parametrize("value", ["usd", "US", "USDT", "U$D", 840, None, ""])
+def test_bad_currency_shapes_are_refused(value):
+    with pytest.raises(ValidationError):
+        parse_currency(value, field="currency")
+
+
+def test_account_reference_by_uuid_is_an_id_and_otherwise_a_code():
+    account_id = uuid.uuid4()
+    assert domain.parse_account_ref(str(account_id), field="a").account_id == account_id
+    assert domain.parse_account_ref("assets:bank", field="a").code == "assets:bank"
+    with pytest.raises(ValidationError):
+        domain.parse_account_ref("white space", field="a")
+
+
+def test_entry_defaults_effective_date_to_today_utc():
+    entry = domain.parse_new_entry(
+        {"postings": [
+            {"account": "a", "direction": "debit", "amount": 1},
+            {"account": "b", "direction": "credit", "amount": 1},
+        ]}
+    )  # fmt: skip
+    assert entry.effective_date == dt.datetime.now(dt.UTC).date()
+    assert entry.metadata == {} and entry.description is None
+
+
+def test_error_messages_point_at_the_field():
+    with pytest.raises(ValidationError, match=r"postings\[1\]\.amount"):
+        domain.parse_new_entry(
+            {"postings": [
+                {"account": "a", "direction": "debit", "amount": 1},
+                {"account": "b", "direction": "credit", "amount": 1.5},
+            ]}
+        )  # fmt: skip
+
+
+def test_metadata_size_is_limited():
+    with pytest.raises(ValidationError, match="metadata"):
+        domain.parse_new_account(
+            {"code": "c", "name": "n", "type": "asset", "currency": "USD",
+             "metadata": {"blob": "x" * (domain.MAX_METADATA_BYTES + 1)}}
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("key", [None, ""])
+def test_missing_idempotency_key(key):
+    with pytest.raises(IdempotencyKeyRequired):
+        domain.parse_idempotency_key(key)
+
+
+def test_fingerprint_is_canonical_and_bound_to_the_operation():
+    a = fingerprint(operation="POST /v1/entries", body={"x": 1, "y": [1, 2]})
+    b = fingerprint(operation="POST /v1/entries", body={"y": [1, 2], "x": 1})
+    assert a == b
+    assert a != fingerprint(operation="POST /v1/entries", body={"x": 1, "y": [2, 1]})
+    assert a != fingerprint(operation="POST /v1/accounts", body={"x": 1, "y": [1, 2]})
+
+
+def test_settings_are_validated_with_the_variable_name():
+    with pytest.raises(ConfigError, match="ARUS_OUTBOX_TRANSPORT"):
+        load_settings({"ARUS_OUTBOX_TRANSPORT": "carrier-pigeon"})
+    with pytest.raises(ConfigError, match="ARUS_DB_POOL_SIZE"):
+        load_settings({"ARUS_DB_POOL_SIZE": "many"})
+    settings = load_settings({"ARUS_DATABASE_URL": "postgresql://u:p@h:5/d"})
+    assert settings.outbox_transport == "log" and settings.relay_batch_size == 100
+
+
+def test_plain_postgres_url_gets_the_pg8000_driver():
+    url, connect_args = sqlalchemy_url("postgresql://alice:s3cret@db.internal:6543/books")
+    assert url.drivername == "postgresql+pg8000"
+    assert (url.host, url.port, url.database, url.username) == (
+        "db.internal",
+        6543,
+        "books",
+        "alice",
+    )
+    assert connect_args == {}
+
+
+def test_socket_directory_url_becomes_unix_sock():
+    url, connect_args = sqlalchemy_url("postgresql://postgres:@/postgres?host=/tmp/pg")
+    assert connect_args == {"unix_sock": "/tmp/pg/.s.PGSQL.5432"}
+    assert url.host is None and "host" not in url.query
+
+
+def test_non_postgres_url_is_refused():
+    with pytest.raises(ConfigError):
+        sqlalchemy_url("mysql://u:p@h/d")
+    with pytest.raises(ConfigError):
+        sqlalchemy_url("not a url")
