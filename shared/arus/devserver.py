@@ -7,6 +7,8 @@ import dataclasses
 import json
 import logging
 import os
+import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,8 @@ Ctrl-C stops the ledger; its data stays in the data folder for the next run.
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    # SIGTERM ends the ledger like Ctrl-C does, so the embedded PostgreSQL is stopped cleanly.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     data_dir = Path(args.data_dir)
     if settings.database_url is None and settings.cloudsql_instance is None:
         url = start_embedded_postgres(data_dir)
