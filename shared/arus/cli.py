@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from arus import auth, ledgers, migrate, verify
+from arus import auth, ledgers, logs, migrate, verify
 from arus.config import ConfigError, Settings, load_settings
 from arus.db import get_engine
 from arus.errors import ArusError
@@ -170,10 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("ARUS_LOG_LEVEL", "INFO"), stream=sys.stderr)
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
+        logs.configure(log_format=settings.log_format, level=settings.log_level)
         status: int = args.func(settings, args)
     except (ConfigError, ArusError) as exc:
         print(f"arus: {exc}", file=sys.stderr)

@@ -32,6 +32,8 @@ class Settings:
     relay_batch_size: int = 100
     relay_time_budget_s: float = 50.0
     max_body_bytes: int = 1024 * 1024
+    log_format: str = "text"
+    log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         if self.outbox_transport not in TRANSPORTS:
@@ -45,6 +47,8 @@ class Settings:
             raise ConfigError("ARUS_DB_POOL_SIZE must be between 1 and 100")
         if not 1 <= self.relay_batch_size <= 10_000:
             raise ConfigError("ARUS_RELAY_BATCH_SIZE must be between 1 and 10000")
+        if self.log_format not in ("json", "text"):
+            raise ConfigError("ARUS_LOG_FORMAT must be json or text")
         if not 0 < self.relay_time_budget_s <= 3600:
             raise ConfigError("ARUS_RELAY_TIME_BUDGET_S must be in (0, 3600]")
 
@@ -94,4 +98,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         relay_batch_size=_int(env, "ARUS_RELAY_BATCH_SIZE", 100),
         relay_time_budget_s=_float(env, "ARUS_RELAY_TIME_BUDGET_S", 50.0),
         max_body_bytes=_int(env, "ARUS_MAX_BODY_BYTES", 1024 * 1024),
+        # Cloud Run sets K_SERVICE: log JSON there so Cloud Logging reads severity and fields.
+        log_format=(env.get("ARUS_LOG_FORMAT") or ("json" if env.get("K_SERVICE") else "text")),
+        log_level=(env.get("ARUS_LOG_LEVEL") or "INFO").upper(),
     )

@@ -21,7 +21,7 @@ from flask import Flask, Request, Response, request
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from arus import domain, posting, queries
+from arus import domain, logs, posting, queries
 from arus.auth import Principal, authenticate
 from arus.config import Settings, load_settings
 from arus.db import get_engine
@@ -343,7 +343,9 @@ _apps_lock = threading.Lock()
 def _app_for(surface: str) -> Flask:
     with _apps_lock:
         if surface not in _apps:
-            _apps[surface] = create_app(surfaces=(surface,))
+            settings = load_settings()
+            logs.configure(log_format=settings.log_format, level=settings.log_level)
+            _apps[surface] = create_app(settings, surfaces=(surface,))
         return _apps[surface]
 
 

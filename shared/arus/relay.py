@@ -128,7 +128,9 @@ def drain(
         duration_s=clock() - started,
         error=error,
     )
-    log.info("relay run", extra={"relay": outcome.to_json()})
+    # Idle runs (every second under `arus dev`) log at DEBUG; work and errors stay visible.
+    level = logging.INFO if published or error else logging.DEBUG
+    log.log(level, "relay run", extra={"relay": outcome.to_json()})
     return outcome
 
 
