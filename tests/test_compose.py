@@ -1,0 +1,44 @@
+"""The docker-compose path, checked structurally (no Docker engine runs on the CI machines)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def test_compose_runs_postgres_redpanda_the_api_and_the_relay():
+    assert {"postgres", "redpanda", "api", "relay", "migrate"} <= set(COMPOSE["services"])
+    assert COMPOSE["services"]["api"]["command"][:2] == ["arus", "serve"]
+    assert COMPOSE["services"]["relay"]["command"][:2] == ["arus", "relay"]
+
+
+def test_the_relay_uses_the_kafka_transport_on_redpanda():
+    env = COMPOSE["services"]["relay"]["environment"]
+    assert env["ARUS_OUTBOX_TRANSPORT"] == "kafka"
+    assert env["ARUS_KAFKA_BOOTSTRAP"] == "redpanda:9092"
+    assert env["ARUS_KAFKA_TOPIC"] == "arus.ledger.events"
+
+
+def test_migrations_run_before_the_api_and_relay_start():
+    for service in ("api", "relay"):
+        depends = COMPOSE["services"][service]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+    assert COMPOSE["services"]["migrate"]["depends_on"]["postgres"]["condition"] == (
+        "service_healthy"
+    )
+
+
+def test_published_ports_bind_to_loopback_only():
+    for name, service in COMPOSE["services"].items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+def test_image_installs_the_project_with_kafka_and_runs_unprivileged():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "pip install '.[kafka]'" in dockerfile
+    assert "\nUSER arus" in dockerfile
