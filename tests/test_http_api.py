@@ -568,3 +568,43 @@ def test_each_function_serves_only_its_own_surface(api, ledger):
     assert api.post_client.get("/v1/accounts", headers=ledger.read).status_code in (404, 405)
     response = api.query_client.post("/v1/accounts", headers=ledger.write, json={})
     assert response.status_code in (404, 405)
+
+
+@pytest.mark.parametrize(
+    "path, position",
+    [
+        ("/v1/entries", {"seq": "x"}),
+        ("/v1/entries", {"seq": 10**30}),
+        ("/v1/entries", {"seq": True}),
+        ("/v1/accounts/cash/postings", {"posting": "x"}),
+        ("/v1/accounts/cash/postings", {"posting": -1}),
+        ("/v1/accounts", {"code": 5}),
+        ("/v1/accounts", {"seq": 5}),
+    ],
+)
+def test_cursor_with_a_forged_position_is_validation_error(api, ledger, books, path, position):
+    from arus.queries import encode_cursor
+
+    response = api.get(path, key=ledger.read_key, query_string={"cursor": encode_cursor(position)})
+    assert response.status_code == 422 and error_code(response) == "validation_error"
+
+
+def test_posting_engine_runs_at_read_committed_whatever_the_server_default(engine, settings):
+    from arus.db import create_engine
+
+    def set_default(level: str) -> None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"ALTER DATABASE {conn.engine.url.database} "
+                f"SET default_transaction_isolation TO '{level}'"
+            )
+
+    set_default("serializable")
+    try:
+        pinned = create_engine(settings, autocommit=True)
+        with pinned.connect() as conn:
+            level = conn.exec_driver_sql("SHOW transaction_isolation").scalar_one()
+        pinned.dispose()
+    finally:
+        set_default("read committed")
+    assert level == "read committed"

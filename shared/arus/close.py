@@ -200,7 +200,7 @@ def balances_as_of(
     ).scalar_one_or_none()
     if closed_at is None:
         raise NotFound(f"no daily close for {day.isoformat()}")
-    after = queries.decode_cursor(cursor, expect="code")
+    after = queries.decode_cursor(cursor, expect="code", kind=str)
     rows = conn.execute(
         _SNAPSHOT_PAGE,
         {"ledger": ledger_id, "close_date": day, "after": after or "", "limit": limit + 1},

@@ -57,13 +57,25 @@ def create_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
     if settings.cloudsql_instance:
         from arus.cloudsql import cloudsql_creator
 
-        return sa.create_engine(
+        engine = sa.create_engine(
             "postgresql+pg8000://", creator=cloudsql_creator(settings), **common
         )
-    if not settings.database_url:
+    elif settings.database_url:
+        url, connect_args = sqlalchemy_url(settings.database_url)
+        engine = sa.create_engine(url, connect_args=connect_args, **common)
+    else:
         raise ConfigError("set ARUS_DATABASE_URL, or ARUS_CLOUDSQL_INSTANCE on Google Cloud")
-    url, connect_args = sqlalchemy_url(settings.database_url)
-    return sa.create_engine(url, connect_args=connect_args, **common)
+    if autocommit:
+        # Each statement is its own transaction at the session's default level: pin it to
+        # READ COMMITTED so a server-wide default of SERIALIZABLE cannot change the engine.
+        sa.event.listen(engine, "connect", _pin_read_committed)
+    return engine
+
+
+def _pin_read_committed(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    cursor.close()
 
 
 def get_engine(settings: Settings, *, autocommit: bool = False) -> Engine:

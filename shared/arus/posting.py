@@ -5,7 +5,7 @@ arus_create_account): claim the idempotency key, lock balance rows in ascending 
 refuse overdrafts and int64 overflow, write entry, postings, balances, the stored response and
 the outbox event, all in the statement's own transaction. Here we call them with bound
 parameters on the autocommit posting engine (the statement is the transaction) and map their
-errors to the domain. See docs/adr/003-ordered-row-locks.md.
+errors to the domain. See docs/adr/003-ordered-row-locks-read-committed.md.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from arus.domain import AccountRef, parse_account_ref
 from arus.errors import NotFound, ValidationError
+from arus.money import INT64_MAX
 from arus.schema import accounts, balances, entries, postings
 
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
@@ -37,16 +38,23 @@ def encode_cursor(position: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, *, expect: str) -> Any:
+def decode_cursor(cursor: str | None, *, expect: str, kind: type[int] | type[str]) -> Any:
     """The position a cursor carries, or None; a forged or foreign cursor is a 422."""
     if cursor is None:
         return None
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        position = json.loads(raw)
-        return position[expect]
+        position = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        value = position[expect]
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise ValidationError("cursor is not a cursor this list returned") from None
+        value = None
+    valid = (
+        isinstance(value, str)
+        if kind is str
+        else isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= INT64_MAX
+    )
+    if not valid:
+        raise ValidationError("cursor is not a cursor this list returned")
+    return value
 
 
 def parse_limit(raw: str | None) -> int:
@@ -88,7 +96,7 @@ def _resolve_account(conn: Connection, ledger_id: uuid.UUID, raw_ref: str) -> uu
 def list_accounts(
     conn: Connection, ledger_id: uuid.UUID, *, limit: int, cursor: str | None
 ) -> Page:
-    after = decode_cursor(cursor, expect="code")
+    after = decode_cursor(cursor, expect="code", kind=str)
     query = (
         sa.select(sa.func.arus_account_json(accounts.c.id), accounts.c.code)
         .where(accounts.c.ledger_id == ledger_id)
@@ -96,7 +104,7 @@ def list_accounts(
         .limit(limit + 1)
     )
     if after is not None:
-        query = query.where(accounts.c.code > str(after))
+        query = query.where(accounts.c.code > after)
     rows = conn.execute(query).all()
     return _page(rows, limit, lambda row: {"code": row.code})
 
@@ -114,7 +122,7 @@ def account_postings(
 ) -> Page:
     """An account's postings, newest first, each with the balance right after it."""
     account_id = _resolve_account(conn, ledger_id, raw_ref)
-    before = decode_cursor(cursor, expect="posting")
+    before = decode_cursor(cursor, expect="posting", kind=int)
     posting_json = sa.func.jsonb_build_object(
         "id", postings.c.id,
         "entry_id", postings.c.entry_id,
@@ -134,14 +142,14 @@ def account_postings(
         .limit(limit + 1)
     )
     if before is not None:
-        query = query.where(postings.c.id < int(before))
+        query = query.where(postings.c.id < before)
     rows = conn.execute(query).all()
     return _page(rows, limit, lambda row: {"posting": row.id})
 
 
 def list_entries(conn: Connection, ledger_id: uuid.UUID, *, limit: int, cursor: str | None) -> Page:
     """Entries, newest (highest ledger_seq) first."""
-    before = decode_cursor(cursor, expect="seq")
+    before = decode_cursor(cursor, expect="seq", kind=int)
     query = (
         sa.select(sa.func.arus_entry_json(entries.c.id), entries.c.ledger_seq)
         .where(entries.c.ledger_id == ledger_id)
@@ -149,7 +157,7 @@ def list_entries(conn: Connection, ledger_id: uuid.UUID, *, limit: int, cursor: 
         .limit(limit + 1)
     )
     if before is not None:
-        query = query.where(entries.c.ledger_seq < int(before))
+        query = query.where(entries.c.ledger_seq < before)
     rows = conn.execute(query).all()
     return _page(rows, limit, lambda row: {"seq": row.ledger_seq})
 
