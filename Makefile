@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test lint typecheck pytest bench clean
+.PHONY: install dev test lint typecheck pytest terraform-check bench bundle clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,8 @@ install: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/arus dev
 
-## Every gate: lint, format, types, then the whole test suite on a real PostgreSQL.
-test: lint typecheck pytest
+## Every gate: lint, format, types, Terraform checks, then the whole test suite.
+test: lint typecheck terraform-check pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -31,6 +31,11 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+## terraform fmt and checkov (in its own venv); init/validate/plan need provider downloads.
+terraform-check:
+	TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive terraform
+	bash tools/checkov.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist

@@ -1,0 +1,34 @@
+terraform {
+  required_version = ">= 1.6"
+
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = "~> 6.10"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.6"
+    }
+  }
+
+  # State is local by default (terraform.tfstate in this directory, git-ignored). It holds the
+  # generated database password, so a shared environment keeps it in a versioned GCS bucket
+  # that only the deployers can read (docs/runbook-cloud-run.md, "Bootstrap"):
+  #
+  # backend "gcs" {
+  #   bucket = "YOUR-PROJECT-ID-tfstate"
+  #   prefix = "arus/prod"
+  # }
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+
+  default_labels = {
+    app         = "arus"
+    environment = "prod"
+    managed-by  = "terraform"
+  }
+}

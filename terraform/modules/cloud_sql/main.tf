@@ -1,0 +1,134 @@
+# Cloud SQL for PostgreSQL: the ledger's only store.
+#
+# Connections come only through Cloud SQL connectors (the Python connector in the functions,
+# the Auth Proxy for an operator): connector_enforcement = REQUIRED, no authorized networks,
+# TLS with a client certificate required. The instance has a public IP because the connectors
+# need no VPC to reach it; that IP accepts no direct connections (see the CKV_GCP_60 skip).
+
+resource "google_sql_database_instance" "ledger" {
+  #checkov:skip=CKV_GCP_108:Every connection arrives through the Cloud SQL connectors' server-side proxy, so the client host is always the same local address; log_hostname would add a reverse DNS lookup to each connection and record nothing. The connecting IAM principal is in Cloud Audit Logs.
+  #checkov:skip=CKV2_GCP_13:log_duration logs one line for every statement the ledger runs (several per posting), which would dominate Cloud Logging volume and cost; Query Insights gives per-query latency, and log_min_duration_statement can be lowered during an investigation.
+  #checkov:skip=CKV_GCP_79:POSTGRES_17 is the newest major version the project has adopted on Cloud SQL (the default of var.database_version); a major upgrade is a planned in-place upgrade after the migrations have run against it, not a configuration drift.
+  #checkov:skip=CKV_GCP_60:The public IP is what the Cloud SQL connectors dial; with no authorized networks and connector_enforcement = REQUIRED it accepts only IAM-authorized, mTLS connector sessions. Private IP would need a VPC, private services access and Direct VPC egress on every function, which this low-traffic deployment does not carry (docs/runbook-cloud-run.md).
+  project          = var.project_id
+  region           = var.region
+  name             = "${var.name_prefix}-ledger"
+  database_version = var.database_version
+
+  # Terraform-level guard (refuses `terraform destroy`) ...
+  deletion_protection = var.deletion_protection
+
+  settings {
+    tier              = var.tier
+    edition           = var.edition
+    availability_type = var.availability_type
+    disk_type         = "PD_SSD"
+    disk_size         = var.disk_size_gb
+    disk_autoresize   = true
+
+    # ... and API-level guard (refuses deletion from the console or gcloud as well).
+    deletion_protection_enabled = var.deletion_protection
+
+    connector_enforcement = "REQUIRED"
+
+    backup_configuration {
+      enabled                        = true
+      point_in_time_recovery_enabled = true
+      start_time                     = var.backup_start_time
+      transaction_log_retention_days = var.transaction_log_retention_days
+
+      backup_retention_settings {
+        retained_backups = var.retained_backups
+        retention_unit   = "COUNT"
+      }
+    }
+
+    # Only TLS with a client certificate: the connectors (Python connector, Auth Proxy) always
+    # present the ephemeral certificate they obtain through IAM, so nothing else can connect.
+    ip_configuration {
+      ipv4_enabled = true
+      ssl_mode     = "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"
+    }
+
+    maintenance_window {
+      day          = var.maintenance_day
+      hour         = var.maintenance_hour_utc
+      update_track = "stable"
+    }
+
+    insights_config {
+      query_insights_enabled  = true
+      record_application_tags = false
+      record_client_address   = false
+    }
+
+    # Logging flags of the CIS PostgreSQL benchmark (checkov CKV_GCP_51-57, 109-111).
+    # log_min_duration_statement = -1 keeps statement text (and its parameters: amounts,
+    # metadata) out of the logs; Query Insights reports per-query latency instead.
+    # pgaudit records DDL and role changes only: the ledger's own journal is the audit of writes,
+    # and logging every write would double the log volume.
+    database_flags {
+      name  = "log_checkpoints"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_connections"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_disconnections"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_lock_waits"
+      value = "on"
+    }
+    database_flags {
+      name  = "log_min_messages"
+      value = "warning"
+    }
+    database_flags {
+      name  = "log_min_error_statement"
+      value = "error"
+    }
+    database_flags {
+      name  = "log_temp_files"
+      value = "0"
+    }
+    database_flags {
+      name  = "log_min_duration_statement"
+      value = "-1"
+    }
+    database_flags {
+      name  = "log_statement"
+      value = "ddl"
+    }
+    database_flags {
+      name  = "cloudsql.enable_pgaudit"
+      value = "on"
+    }
+    database_flags {
+      name  = "pgaudit.log"
+      value = "ddl,role"
+    }
+  }
+}
+
+resource "google_sql_database" "ledger" {
+  project  = var.project_id
+  instance = google_sql_database_instance.ledger.name
+  name     = var.database_name
+
+  # The database goes with the instance; Terraform never drops a ledger database on its own.
+  deletion_policy = "ABANDON"
+}
+
+resource "google_sql_user" "ledger" {
+  project  = var.project_id
+  instance = google_sql_database_instance.ledger.name
+  name     = var.user_name
+  password = var.user_password
+
+  # PostgreSQL refuses to drop a role that owns objects; leave it to the instance's deletion.
+  deletion_policy = "ABANDON"
+}

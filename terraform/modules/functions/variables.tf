@@ -1,0 +1,167 @@
+variable "project_id" {
+  description = "Google Cloud project that holds the functions."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions, their source bucket and image repository."
+  type        = string
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name, for example \"arus-dev\"; functions are <prefix>-post-entry and so on."
+  type        = string
+}
+
+variable "source_archives" {
+  description = "Map of function name to the local path of its zip from `arus bundle` (build/bundles/<name>.zip), relative to the directory Terraform runs in."
+  type        = map(string)
+
+  validation {
+    condition = (
+      length(var.source_archives) == 4 &&
+      length(setsubtract(["post_entry", "query", "relay", "daily_close"], keys(var.source_archives))) == 0
+    )
+    error_message = "source_archives needs exactly post_entry, query, relay and daily_close."
+  }
+}
+
+variable "service_account_emails" {
+  description = "Map of function name to the email of its own runtime service account (from the iam module)."
+  type        = map(string)
+
+  validation {
+    condition     = length(distinct(values(var.service_account_emails))) == length(var.service_account_emails)
+    error_message = "Every function needs its own service account: service_account_emails must not repeat an email."
+  }
+}
+
+variable "build_service_account_id" {
+  description = "Full resource name of the service account Cloud Build uses for the functions' builds."
+  type        = string
+}
+
+variable "build_service_account_email" {
+  description = "Email of that build service account (granted read on the sources and write on the image repository)."
+  type        = string
+}
+
+variable "runtime" {
+  description = "Cloud Run functions runtime; matches the Python the bundles are built and tested with."
+  type        = string
+  default     = "python311"
+}
+
+variable "memory" {
+  description = "Memory of each function instance."
+  type        = string
+  default     = "512Mi"
+}
+
+variable "cpu" {
+  description = "vCPUs of each function instance (one request at a time per instance)."
+  type        = string
+  default     = "1"
+}
+
+variable "min_instance_count" {
+  description = "Map of function name to the instances kept warm (billed while idle)."
+  type        = map(number)
+
+  validation {
+    condition     = length(setsubtract(["post_entry", "query", "relay", "daily_close"], keys(var.min_instance_count))) == 0
+    error_message = "min_instance_count needs a value for post_entry, query, relay and daily_close."
+  }
+}
+
+variable "max_instance_count" {
+  description = "Map of function name to its instance ceiling; together with the pool size it bounds the database connections."
+  type        = map(number)
+
+  validation {
+    condition     = length(setsubtract(["post_entry", "query", "relay", "daily_close"], keys(var.max_instance_count))) == 0
+    error_message = "max_instance_count needs a value for post_entry, query, relay and daily_close."
+  }
+}
+
+variable "cloudsql_connection_name" {
+  description = "Instance connection name <project>:<region>:<instance> (ARUS_CLOUDSQL_INSTANCE)."
+  type        = string
+}
+
+variable "db_name" {
+  description = "Ledger database name (ARUS_DB_NAME)."
+  type        = string
+}
+
+variable "db_user" {
+  description = "PostgreSQL user (ARUS_DB_USER)."
+  type        = string
+}
+
+variable "db_ip_type" {
+  description = "Which instance IP the connector dials (ARUS_DB_IP_TYPE): public, private or psc."
+  type        = string
+  default     = "public"
+
+  validation {
+    condition     = contains(["public", "private", "psc"], var.db_ip_type)
+    error_message = "db_ip_type must be public, private or psc."
+  }
+}
+
+variable "db_pool_size" {
+  description = "SQLAlchemy pool size per instance (ARUS_DB_POOL_SIZE)."
+  type        = number
+  default     = 2
+}
+
+variable "db_max_overflow" {
+  description = "SQLAlchemy pool overflow per instance (ARUS_DB_MAX_OVERFLOW)."
+  type        = number
+  default     = 0
+}
+
+variable "db_connection_limit" {
+  description = "Connections all function instances together may hold: the tier's max_connections less what migrations and operators need. Checked at plan time."
+  type        = number
+}
+
+variable "db_password_secret_id" {
+  description = "Short name of the Secret Manager secret holding the database password."
+  type        = string
+}
+
+variable "db_password_secret_version" {
+  description = "Version of that secret the functions read, pinned (a number) so a rotation rolls a new revision."
+  type        = string
+}
+
+variable "events_topic_id" {
+  description = "Full name of the events topic (ARUS_PUBSUB_TOPIC)."
+  type        = string
+}
+
+variable "relay_time_budget_s" {
+  description = "Seconds one relay run may spend draining (ARUS_RELAY_TIME_BUDGET_S); below the relay's timeout and the one-minute schedule."
+  type        = number
+  default     = 50
+}
+
+variable "force_destroy_sources" {
+  description = "Let `terraform destroy` delete the source bucket with its archives (dev only)."
+  type        = bool
+  default     = false
+}
+
+variable "noncurrent_source_retention_days" {
+  description = "Days a replaced or deleted source archive is kept as a noncurrent object version."
+  type        = number
+  default     = 30
+}
+
+variable "images_kept_per_function" {
+  description = "Most recent container images kept in the repository (older ones are deleted after 30 days)."
+  type        = number
+  default     = 10
+}

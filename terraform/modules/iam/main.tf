@@ -1,0 +1,98 @@
+# Identities and every grant they hold on data: one service account per function, one for
+# Cloud Scheduler, one for Cloud Build. No primitive role (owner/editor/viewer) anywhere.
+#
+# | who               | role                              | on                                    |
+# |-------------------|-----------------------------------|---------------------------------------|
+# | each function     | roles/cloudsql.client             | the ledger instance only (condition)  |
+# | each function     | roles/secretmanager.secretAccessor| the DB password secret only           |
+# | relay             | roles/pubsub.publisher            | the events topic only                 |
+# | build             | roles/logging.logWriter           | project (build logs)                  |
+# | build             | roles/storage.objectAdmin         | gcf-v2-* buckets only (condition)     |
+# Grants on the things the functions module owns (source bucket, image repository, public
+# invoker) live there; the scheduler's invoker grant lives in the scheduler module.
+
+locals {
+  # Cloud SQL accepts IAM conditions on the instance's resource name (not on databases).
+  ledger_instance_condition = join(" && ", [
+    "resource.type == \"sqladmin.googleapis.com/Instance\"",
+    "resource.name == \"projects/${var.project_id}/instances/${var.sql_instance_name}\"",
+  ])
+}
+
+resource "google_service_account" "function" {
+  for_each = toset(var.function_names)
+
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-${replace(each.key, "_", "-")}"
+  display_name = "Arus ${each.key} function"
+  description  = "Runtime identity of the ${each.key} Cloud Run function; used by nothing else."
+}
+
+resource "google_service_account" "scheduler" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-scheduler"
+  display_name = "Arus Cloud Scheduler invoker"
+  description  = "Signs the OIDC tokens Cloud Scheduler sends to the relay and daily_close functions."
+}
+
+resource "google_service_account" "build" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-build"
+  display_name = "Arus function builds"
+  description  = "Cloud Build identity for the functions' source builds, instead of the default compute account."
+}
+
+resource "google_project_iam_member" "cloudsql_client" {
+  for_each = google_service_account.function
+
+  project = var.project_id
+  role    = "roles/cloudsql.client"
+  member  = "serviceAccount:${each.value.email}"
+
+  condition {
+    title       = "only-${var.sql_instance_name}"
+    description = "Connect to the Arus ledger instance and no other."
+    expression  = local.ledger_instance_condition
+  }
+}
+
+resource "google_secret_manager_secret_iam_member" "db_password_accessor" {
+  for_each = google_service_account.function
+
+  project   = var.project_id
+  secret_id = var.db_password_secret_name
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${each.value.email}"
+}
+
+resource "google_pubsub_topic_iam_member" "events_publisher" {
+  # Only the relay publishes: post_entry and daily_close write outbox rows in their own
+  # transactions, and the relay moves them to the topic.
+  for_each = toset(var.publisher_functions)
+
+  project = var.project_id
+  topic   = var.events_topic_id
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+resource "google_project_iam_member" "build_log_writer" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = "serviceAccount:${google_service_account.build.email}"
+}
+
+resource "google_project_iam_member" "build_function_sources" {
+  # Cloud Run functions stage each source archive in Google-created gcf-v2-sources-* and
+  # gcf-v2-uploads-* buckets that the build reads and writes; the condition keeps the build
+  # away from every other bucket (the Terraform state bucket in particular).
+  project = var.project_id
+  role    = "roles/storage.objectAdmin"
+  member  = "serviceAccount:${google_service_account.build.email}"
+
+  condition {
+    title       = "gcf-v2-buckets-only"
+    description = "Only the buckets Cloud Run functions creates for source staging."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-\")"
+  }
+}

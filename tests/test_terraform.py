@@ -1,0 +1,587 @@
+"""terraform/ read as a specification: the deployment's security and cost rules, asserted on the
+HCL itself (python-hcl2), plus `terraform fmt`.
+
+Providers cannot be downloaded here, so `terraform init/validate/plan` never run; these tests
+are what holds the structure. tools/checkov.sh is the separate static security scan.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+TERRAFORM = Path(__file__).resolve().parents[1] / "terraform"
+MODULES = ("cloud_sql", "functions", "pubsub", "secrets", "scheduler", "iam")
+ENVIRONMENTS = ("dev", "prod")
+FUNCTIONS = {"post_entry", "query", "relay", "daily_close"}
+PUBLIC_FUNCTIONS = {"post_entry", "query"}
+SCHEDULED_FUNCTIONS = {"relay", "daily_close"}
+
+# Every role the deployment grants. A new role is a security decision: add it here on purpose.
+ALLOWED_ROLES = {
+    "roles/cloudsql.client",
+    "roles/secretmanager.secretAccessor",
+    "roles/pubsub.publisher",
+    "roles/pubsub.subscriber",
+    "roles/run.invoker",
+    "roles/logging.logWriter",
+    "roles/storage.objectAdmin",
+    "roles/storage.objectViewer",
+    "roles/artifactregistry.writer",
+}
+PRIMITIVE_ROLE = re.compile(r"roles/(owner|editor|viewer)\b")
+PUBLIC_MEMBER = re.compile(r"\ball(Authenticated)?Users\b")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY|TOKEN|CREDENTIAL", re.IGNORECASE)
+META_KEYS = {
+    "__is_block__",
+    "__comments__",
+    "__inline_comments__",
+    "__start_line__",
+    "__end_line__",
+}
+
+
+# --- reading HCL ---------------------------------------------------------------------------------
+
+
+def _unquote(text: str) -> str:
+    # python-hcl2 >= 7 keeps the quotes of string literals ('"abc"'); older versions do not.
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        return text[1:-1].replace('\\"', '"')
+    return text
+
+
+def _clean(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {_unquote(k): _clean(v) for k, v in node.items() if k not in META_KEYS}
+    if isinstance(node, list):
+        return [_clean(item) for item in node]
+    if isinstance(node, str):
+        return _unquote(node)
+    return node
+
+
+@dataclass
+class Config:
+    """The merged top-level blocks of one Terraform directory (a module or an environment)."""
+
+    path: Path
+    resources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    data: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    variables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    locals: dict[str, Any] = field(default_factory=dict)
+    modules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    terraform: list[dict[str, Any]] = field(default_factory=list)
+    text: str = ""
+
+    def resource(self, kind: str, name: str) -> dict[str, Any]:
+        assert (kind, name) in self.resources, f"{self.path}: no resource {kind}.{name}"
+        return self.resources[(kind, name)]
+
+    def resources_of(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {name: body for (k, name), body in self.resources.items() if k == kind}
+
+
+def _parse(path: Path) -> dict[str, Any]:
+    with path.open() as handle:
+        return _clean(hcl2.load(handle))
+
+
+def load(directory: Path) -> Config:
+    config = Config(path=directory.relative_to(TERRAFORM.parent))
+    files = sorted(directory.glob("*.tf"))
+    assert files, f"{directory} has no .tf file"
+    for path in files:
+        parsed = _parse(path)
+        config.text += path.read_text()
+        for block in parsed.get("resource", []):
+            for kind, named in block.items():
+                for name, body in named.items():
+                    config.resources[(kind, name)] = body
+        for block in parsed.get("data", []):
+            for kind, named in block.items():
+                for name, body in named.items():
+                    config.data[(kind, name)] = body
+        for block in parsed.get("variable", []):
+            config.variables.update(block)
+        for block in parsed.get("output", []):
+            config.outputs.update(block)
+        for block in parsed.get("locals", []):
+            config.locals.update(block)
+        for block in parsed.get("module", []):
+            config.modules.update(block)
+        config.terraform.extend(parsed.get("terraform", []))
+    return config
+
+
+def one(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """The single nested block `name` of a resource body."""
+    blocks = body.get(name)
+    assert isinstance(blocks, list) and len(blocks) == 1, f"expected one {name} block: {blocks!r}"
+    block = blocks[0]
+    assert isinstance(block, dict)
+    return block
+
+
+def walk(node: Any) -> Iterator[Any]:
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from walk(item)
+
+
+def strings(node: Any) -> Iterator[str]:
+    for item in walk(node):
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            yield from (key for key in item if isinstance(key, str))
+
+
+def service_config(functions: Config) -> dict[str, Any]:
+    """The service_config block of the functions module's one function resource."""
+    return one(functions.resource("google_cloudfunctions2_function", "function"), "service_config")
+
+
+def local_name(expression: str) -> str:
+    match = re.fullmatch(r"\$\{local\.(\w+)\}", expression)
+    assert match, f"expected a reference to a local value, got {expression!r}"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def modules() -> dict[str, Config]:
+    return {name: load(TERRAFORM / "modules" / name) for name in MODULES}
+
+
+@pytest.fixture(scope="module")
+def environments() -> dict[str, Config]:
+    return {name: load(TERRAFORM / "environments" / name) for name in ENVIRONMENTS}
+
+
+@pytest.fixture(scope="module")
+def everything(modules: dict[str, Config], environments: dict[str, Config]) -> list[Config]:
+    return [*modules.values(), *environments.values()]
+
+
+# --- layout --------------------------------------------------------------------------------------
+
+
+def test_layout_is_six_modules_and_two_environments_that_compose_them(
+    environments: dict[str, Config],
+) -> None:
+    found_modules = {p.name for p in (TERRAFORM / "modules").iterdir() if p.is_dir()}
+    found_envs = {p.name for p in (TERRAFORM / "environments").iterdir() if p.is_dir()}
+    assert found_modules == set(MODULES)
+    assert found_envs == set(ENVIRONMENTS)
+    for name, env in environments.items():
+        sources = {module["source"] for module in env.modules.values()}
+        assert sources == {f"../../modules/{m}" for m in MODULES}, f"{name} composes {sources}"
+        for required in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
+            assert (TERRAFORM / "environments" / name / required).is_file(), (name, required)
+
+
+def test_every_tf_file_parses() -> None:
+    files = sorted(TERRAFORM.rglob("*.tf"))
+    assert len(files) >= 6 * 4 + 2 * 4, f"only {len(files)} .tf files"
+    for path in files:
+        assert isinstance(_parse(path), dict), path
+
+
+# --- identities ----------------------------------------------------------------------------------
+
+
+def test_every_function_has_its_own_service_account(
+    modules: dict[str, Config], environments: dict[str, Config]
+) -> None:
+    iam, functions = modules["iam"], modules["functions"]
+
+    account = iam.resource("google_service_account", "function")
+    assert account["for_each"] == "${toset(var.function_names)}"
+    assert "each.key" in account["account_id"], "the account id must be derived from the function"
+    assert "distinct" in str(iam.variables["function_names"]["validation"])
+
+    assert set(functions.locals["functions"]) == FUNCTIONS
+    function = functions.resource("google_cloudfunctions2_function", "function")
+    assert function["for_each"] == "${local.functions}"
+    service = one(function, "service_config")
+    assert service["service_account_email"] == "${var.service_account_emails[each.key]}"
+    # A map that repeats an email (two functions sharing an identity) fails validation.
+    validation = str(functions.variables["service_account_emails"]["validation"])
+    assert "distinct(values(var.service_account_emails))" in validation
+
+    for name, env in environments.items():
+        assert set(env.locals["function_names"]) == FUNCTIONS, name
+        assert env.modules["iam"]["function_names"] == "${local.function_names}", name
+        emails = env.modules["functions"]["service_account_emails"]
+        assert emails == "${module.iam.function_service_account_emails}", name
+
+
+def test_no_primitive_role_is_granted_anywhere(everything: list[Config]) -> None:
+    granted: set[str] = set()
+    for config in everything:
+        assert not PRIMITIVE_ROLE.search(config.text), f"primitive role in {config.path}"
+        for (kind, name), body in config.resources.items():
+            assert not kind.endswith(("_iam_policy", "_iam_binding")), (
+                f"{config.path}: {kind}.{name} is authoritative; grant with *_iam_member"
+            )
+            if kind.endswith("_iam_member"):
+                granted.add(body["role"])
+    assert granted, "no IAM grant found at all"
+    assert granted <= ALLOWED_ROLES, f"unexpected roles: {granted - ALLOWED_ROLES}"
+
+
+def test_project_wide_grants_are_narrowed_by_conditions(modules: dict[str, Config]) -> None:
+    project_grants = modules["iam"].resources_of("google_project_iam_member")
+    assert {g["role"] for g in project_grants.values()} == {
+        "roles/cloudsql.client",
+        "roles/logging.logWriter",
+        "roles/storage.objectAdmin",
+    }
+    for name, grant in project_grants.items():
+        if grant["role"] == "roles/logging.logWriter":
+            continue
+        condition = one(grant, "condition")
+        assert condition["expression"], name
+    sql = modules["iam"].locals["ledger_instance_condition"]
+    assert "sqladmin.googleapis.com/Instance" in sql and "var.sql_instance_name" in sql
+    storage = one(project_grants["build_function_sources"], "condition")["expression"]
+    assert 'startsWith("projects/_/buckets/gcf-v2-")' in storage
+
+
+def test_secret_accessor_is_granted_on_the_password_secret_only(
+    modules: dict[str, Config],
+) -> None:
+    iam = modules["iam"]
+    accessor = iam.resource("google_secret_manager_secret_iam_member", "db_password_accessor")
+    assert accessor["role"] == "roles/secretmanager.secretAccessor"
+    assert accessor["secret_id"] == "${var.db_password_secret_name}"
+    assert accessor["for_each"] == "${google_service_account.function}"
+    for body in iam.resources_of("google_project_iam_member").values():
+        assert "secretmanager" not in body["role"]
+
+
+def test_only_the_relay_publishes_events(
+    modules: dict[str, Config], environments: dict[str, Config]
+) -> None:
+    publisher = modules["iam"].resource("google_pubsub_topic_iam_member", "events_publisher")
+    assert publisher["role"] == "roles/pubsub.publisher"
+    assert publisher["topic"] == "${var.events_topic_id}"
+    assert publisher["for_each"] == "${toset(var.publisher_functions)}"
+    assert modules["iam"].variables["publisher_functions"]["default"] == ["relay"]
+    for name, env in environments.items():
+        assert env.modules["iam"]["publisher_functions"] == ["relay"], name
+
+
+# --- functions -----------------------------------------------------------------------------------
+
+
+def _function_environment(functions: Config) -> dict[str, Any]:
+    service = service_config(functions)
+    variables = service["environment_variables"]
+    if isinstance(variables, str):
+        variables = functions.locals[local_name(variables)]
+    assert isinstance(variables, dict), variables
+    return variables
+
+
+def test_no_secret_in_plain_environment_variables(
+    modules: dict[str, Config], everything: list[Config]
+) -> None:
+    functions = modules["functions"]
+    plain = _function_environment(functions)
+    assert {
+        "ARUS_CLOUDSQL_INSTANCE",
+        "ARUS_DB_NAME",
+        "ARUS_DB_USER",
+        "ARUS_OUTBOX_TRANSPORT",
+        "ARUS_PUBSUB_TOPIC",
+        "ARUS_DB_IP_TYPE",
+    } <= set(plain)
+    assert plain["ARUS_OUTBOX_TRANSPORT"] == "pubsub"
+    assert plain["ARUS_PUBSUB_TOPIC"] == "${var.events_topic_id}"
+    assert plain["ARUS_CLOUDSQL_INSTANCE"] == "${var.cloudsql_connection_name}"
+    for key, value in plain.items():
+        assert not SECRET_NAME.search(key), f"{key} looks like a secret in plain env"
+        assert "password" not in str(value).lower() and "secret" not in str(value).lower(), key
+
+    # Wherever environment_variables appears, in any module or environment, same rule.
+    for config in everything:
+        for node in walk([*config.resources.values(), config.locals]):
+            if isinstance(node, dict) and isinstance(node.get("environment_variables"), dict):
+                for key in node["environment_variables"]:
+                    assert not SECRET_NAME.search(key), f"{config.path}: {key} in plain env"
+
+    service = service_config(functions)
+    secret = one(service, "secret_environment_variables")
+    assert secret == {
+        "key": "ARUS_DB_PASSWORD",
+        "project_id": "${var.project_id}",
+        "secret": "${var.db_password_secret_id}",
+        "version": "${var.db_password_secret_version}",
+    }
+
+
+def test_the_password_is_generated_and_never_output_in_clear(
+    modules: dict[str, Config], environments: dict[str, Config]
+) -> None:
+    secrets = modules["secrets"]
+    assert secrets.resource("random_password", "db")["length"] >= 24
+    version = secrets.resource("google_secret_manager_secret_version", "db_password")
+    assert version["secret_data"] == "${random_password.db.result}"
+    for config in [*modules.values(), *environments.values()]:
+        for name, output in config.outputs.items():
+            value = str(output["value"])
+            if "password.db.result" in value or value.endswith(".password}"):
+                assert output.get("sensitive") is True, f"{config.path}: output {name}"
+    for name, env in environments.items():
+        exposed = " ".join(str(o["value"]) for o in env.outputs.values())
+        assert "module.secrets.password" not in exposed, name
+        assert env.modules["cloud_sql"]["user_password"] == "${module.secrets.password}"
+
+
+def test_source_objects_are_named_after_the_archive_hash(modules: dict[str, Config]) -> None:
+    functions = modules["functions"]
+    source = functions.resource("google_storage_bucket_object", "source")
+    assert source["for_each"] == "${var.source_archives}"
+    assert re.search(r"\$\{file(sha256|md5)\(each\.value\)\}", source["name"]), source["name"]
+    assert source["source"] == "${each.value}"
+    build = one(functions.resource("google_cloudfunctions2_function", "function"), "build_config")
+    storage = one(one(build, "source"), "storage_source")
+    assert storage["object"] == "${google_storage_bucket_object.source[each.key].name}"
+    assert build["entry_point"] == "${each.key}"
+
+
+def test_jobs_are_internal_and_have_no_public_invoker(
+    modules: dict[str, Config], everything: list[Config]
+) -> None:
+    functions = modules["functions"]
+    declared = functions.locals["functions"]
+    for name in SCHEDULED_FUNCTIONS:
+        assert declared[name]["ingress"] == "ALLOW_INTERNAL_ONLY", name
+    for name in PUBLIC_FUNCTIONS:
+        assert declared[name]["ingress"] == "ALLOW_ALL", name
+    ingress = service_config(functions)
+    assert ingress["ingress_settings"] == "${each.value.ingress}"
+
+    public_grants = 0
+    for config in everything:
+        for (kind, name), body in config.resources.items():
+            if not PUBLIC_MEMBER.search(str(body.get("member", ""))):
+                continue
+            public_grants += 1
+            assert (config.path.name, kind, name) == (
+                "functions",
+                "google_cloud_run_v2_service_iam_member",
+                "public_invoker",
+            ), f"public grant {kind}.{name} in {config.path}"
+            assert body["role"] == "roles/run.invoker"
+            granted_to = body["for_each"]
+            assert granted_to == "${toset(local.public_functions)}", granted_to
+        # allUsers may appear nowhere else (for example in a binding's members list).
+        mentions = [s for s in strings(list(config.resources.values())) if PUBLIC_MEMBER.search(s)]
+        assert len(mentions) <= 1, f"{config.path}: {mentions}"
+    assert public_grants == 1
+    assert set(functions.locals["public_functions"]) == PUBLIC_FUNCTIONS
+    assert set(functions.locals["scheduled_functions"]) == SCHEDULED_FUNCTIONS
+
+
+def test_connection_budget_is_checked_against_the_database_limit(
+    modules: dict[str, Config], environments: dict[str, Config]
+) -> None:
+    function = modules["functions"].resource("google_cloudfunctions2_function", "function")
+    precondition = one(one(function, "lifecycle"), "precondition")
+    assert precondition["condition"] == "${local.connection_budget <= var.db_connection_limit}"
+    for name, env in environments.items():
+        per_instance = env.locals["db_pool_size"] + env.locals["db_max_overflow"]
+        budget = sum(env.locals["max_instance_count"][f] for f in FUNCTIONS) * per_instance
+        limit = env.locals["database"]["connection_limit"]
+        assert budget <= limit, f"{name}: {budget} connections > limit {limit}"
+
+
+# --- scheduler -----------------------------------------------------------------------------------
+
+
+def test_scheduler_jobs_use_oidc_tokens_of_the_scheduler_account(
+    modules: dict[str, Config], environments: dict[str, Config]
+) -> None:
+    scheduler = modules["scheduler"]
+    assert set(scheduler.locals["jobs"]) == SCHEDULED_FUNCTIONS
+    job = scheduler.resource("google_cloud_scheduler_job", "job")
+    assert job["for_each"] == "${local.jobs}"
+    assert job["time_zone"] == "Etc/UTC"
+    target = one(job, "http_target")
+    assert "oauth_token" not in target
+    oidc = one(target, "oidc_token")
+    assert oidc["service_account_email"] == "${var.scheduler_service_account_email}"
+    assert oidc["audience"] == target["uri"] == "${var.targets[each.key].uri}"
+    assert scheduler.variables["relay_schedule"]["default"] == "* * * * *"
+    assert scheduler.variables["daily_close_schedule"]["default"] == "15 0 * * *"
+
+    invoker = scheduler.resource("google_cloud_run_v2_service_iam_member", "scheduler_invoker")
+    assert invoker["role"] == "roles/run.invoker"
+    assert invoker["member"] == "serviceAccount:${var.scheduler_service_account_email}"
+    assert invoker["name"] == "${var.targets[each.key].service_name}"
+
+    for name, env in environments.items():
+        wired = env.modules["scheduler"]
+        assert wired["scheduler_service_account_email"] == (
+            "${module.iam.scheduler_service_account_email}"
+        ), name
+        # Targets are the run.app URIs: internal ingress admits Cloud Scheduler only there.
+        assert "module.functions.service_uris[name]" in str(wired["targets"]), name
+        assert "module.functions.scheduled_functions" in str(wired["targets"]), name
+
+
+# --- data stores ---------------------------------------------------------------------------------
+
+
+def test_cloud_sql_has_backups_point_in_time_recovery_and_tls(modules: dict[str, Config]) -> None:
+    instance = modules["cloud_sql"].resource("google_sql_database_instance", "ledger")
+    settings = one(instance, "settings")
+    backups = one(settings, "backup_configuration")
+    assert backups["enabled"] is True
+    assert backups["point_in_time_recovery_enabled"] is True
+    assert backups["transaction_log_retention_days"] == "${var.transaction_log_retention_days}"
+    network = one(settings, "ip_configuration")
+    assert network["ssl_mode"] in {"ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"}
+    assert "authorized_networks" not in network
+    assert settings["connector_enforcement"] == "REQUIRED"
+    flags = {flag["name"]: flag["value"] for flag in settings["database_flags"]}
+    assert flags["log_min_duration_statement"] == "-1"
+    assert flags["cloudsql.enable_pgaudit"] == "on"
+    version = modules["cloud_sql"].variables["database_version"]["default"]
+    assert version in {"POSTGRES_16", "POSTGRES_17"}
+
+
+def test_pubsub_subscription_orders_and_dead_letters(modules: dict[str, Config]) -> None:
+    pubsub = modules["pubsub"]
+    assert pubsub.variables["topic_name"]["default"] == "arus-ledger-events"
+    events = pubsub.resource("google_pubsub_topic", "events")
+    assert events["message_retention_duration"] == "${var.topic_message_retention}"
+    subscription = pubsub.resource("google_pubsub_subscription", "example")
+    assert subscription["topic"] == "${google_pubsub_topic.events.id}"
+    assert subscription["enable_message_ordering"] is True
+    dead_letter = one(subscription, "dead_letter_policy")
+    assert dead_letter["dead_letter_topic"] == "${google_pubsub_topic.dead_letter.id}"
+    kept = pubsub.resource("google_pubsub_subscription", "dead_letter")
+    assert kept["topic"] == "${google_pubsub_topic.dead_letter.id}"
+
+    agent = pubsub.locals["pubsub_service_agent"]
+    assert "@gcp-sa-pubsub.iam.gserviceaccount.com" in agent
+    dlq_publisher = pubsub.resource("google_pubsub_topic_iam_member", "dead_letter_publisher")
+    assert dlq_publisher["topic"] == "${google_pubsub_topic.dead_letter.name}"
+    assert dlq_publisher["role"] == "roles/pubsub.publisher"
+    assert dlq_publisher["member"] == "${local.pubsub_service_agent}"
+    subscriber = pubsub.resource("google_pubsub_subscription_iam_member", "example_subscriber")
+    assert subscriber["subscription"] == "${google_pubsub_subscription.example.name}"
+    assert subscriber["role"] == "roles/pubsub.subscriber"
+    assert subscriber["member"] == "${local.pubsub_service_agent}"
+
+
+# --- environments --------------------------------------------------------------------------------
+
+
+def test_dev_uses_the_smallest_tier_with_enterprise_edition(
+    environments: dict[str, Config],
+) -> None:
+    dev = environments["dev"]
+    assert dev.locals["database"]["tier"] == "db-f1-micro"
+    assert dev.locals["database"]["edition"] == "ENTERPRISE"
+    wired = dev.modules["cloud_sql"]
+    assert wired["tier"] == "${local.database.tier}"
+    assert wired["edition"] == "${local.database.edition}"
+
+
+def test_prod_differs_from_dev_in_tier_protection_instances_and_retention(
+    environments: dict[str, Config],
+) -> None:
+    dev, prod = environments["dev"].locals, environments["prod"].locals
+    assert prod["database"]["tier"] != dev["database"]["tier"]
+    assert (dev["database"]["deletion_protection"], prod["database"]["deletion_protection"]) == (
+        False,
+        True,
+    )
+    assert prod["database"]["retained_backups"] > dev["database"]["retained_backups"]
+    assert (
+        prod["database"]["transaction_log_retention_days"]
+        > dev["database"]["transaction_log_retention_days"]
+    )
+    assert prod["min_instance_count"]["post_entry"] > dev["min_instance_count"]["post_entry"]
+    assert prod["topic_message_retention"] != dev["topic_message_retention"]
+    for name, env in environments.items():
+        wired = env.modules["cloud_sql"]
+        assert wired["deletion_protection"] == "${local.database.deletion_protection}", name
+        assert env.modules["functions"]["min_instance_count"] == "${local.min_instance_count}"
+
+
+def test_providers_are_pinned_and_state_is_local_by_default(
+    environments: dict[str, Config],
+) -> None:
+    for name, env in environments.items():
+        (block,) = env.terraform
+        providers = one(block, "required_providers")
+        assert providers["google"]["source"] == "hashicorp/google"
+        assert re.fullmatch(r"~> 6\.\d+", providers["google"]["version"]), name
+        assert providers["random"]["source"] == "hashicorp/random"
+        assert providers["random"]["version"].startswith("~> 3."), name
+        assert "backend" not in block, f"{name}: state must default to local"
+        assert '# backend "gcs" {' in env.text, f"{name}: the commented gcs backend example"
+
+
+def test_every_variable_and_output_has_a_description(everything: list[Config]) -> None:
+    count = 0
+    for config in everything:
+        for kind, blocks in (("variable", config.variables), ("output", config.outputs)):
+            for name, body in blocks.items():
+                count += 1
+                description = body.get("description", "")
+                assert len(description.strip()) >= 10, f"{config.path}: {kind} {name}"
+    assert count > 50, f"only {count} variables and outputs found"
+
+
+def test_every_checkov_skip_is_justified_in_place() -> None:
+    skips = 0
+    for path in TERRAFORM.rglob("*.tf"):
+        for line in path.read_text().splitlines():
+            if "checkov:skip" not in line:
+                continue
+            skips += 1
+            match = re.fullmatch(r"\s*#checkov:skip=(CKV2?_GCP_\d+):(.+)", line)
+            assert match, f"{path}: malformed skip {line.strip()!r}"
+            assert len(match.group(2).split()) >= 8, f"{path}: {match.group(1)} needs a reason"
+    assert skips > 0
+
+
+# --- formatting ----------------------------------------------------------------------------------
+
+
+def test_terraform_fmt_is_clean() -> None:
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.fail(
+            "the terraform binary is not on PATH: install Terraform >= 1.6 to run "
+            "`terraform fmt -check -recursive terraform` (no providers are needed)"
+        )
+    result = subprocess.run(
+        [terraform, "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CLI_CONFIG_FILE": os.devnull},
+        check=False,
+    )
+    assert result.returncode == 0, f"terraform fmt found changes:\n{result.stdout}{result.stderr}"
