@@ -37,5 +37,9 @@ terraform-check:
 	TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive terraform
 	bash tools/checkov.sh
 
+## Each function's deployable source and reproducible zip in build/bundles/.
+bundle: $(STAMP)
+	$(BIN)/arus bundle --out build/bundles
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist

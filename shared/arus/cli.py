@@ -11,6 +11,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from arus import auth, ledgers, logs, migrate, verify
@@ -116,6 +117,14 @@ def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if all(r["balanced"] and not r["drift"] for r in reports) else 1
 
 
+def cmd_bundle(settings: Settings, args: argparse.Namespace) -> int:
+    from arus.bundle import build_bundles
+
+    for result in build_bundles(Path(args.out), functions=args.function):
+        _print_json(result.to_json())
+    return 0
+
+
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from arus import devserver
 
@@ -162,6 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     relay_p.add_argument("--once", action="store_true", help="one run, then exit")
     relay_p.add_argument("--interval", type=float, default=1.0, help="seconds between runs")
     relay_p.set_defaults(func=cmd_relay)
+
+    bundle_p = sub.add_parser("bundle", help="build each function's deployable source and zip")
+    bundle_p.add_argument("--out", default="build/bundles", help="output directory")
+    bundle_p.add_argument(
+        "--function",
+        action="append",
+        choices=("post_entry", "query", "relay", "daily_close"),
+        help="only this function (repeatable); default all four",
+    )
+    bundle_p.set_defaults(func=cmd_bundle)
 
     close_p = sub.add_parser("close", help="the daily close of every ledger")
     close_p.add_argument("--date", help="YYYY-MM-DD (UTC); default yesterday")

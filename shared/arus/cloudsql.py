@@ -1,0 +1,116 @@
+"""Cloud SQL connections through the Cloud SQL Python Connector and pg8000.
+
+The connector fetches the instance's address and an ephemeral client certificate from the
+Cloud SQL Admin API and opens a TLS socket (optionally authenticating with the service
+account's IAM identity instead of a password). It owns a background event-loop thread and a
+certificate cache, so there is one per process and configuration, created on first use, shared
+by every engine and connection, and closed at exit. "lazy" refresh fetches certificates only
+when a connection needs one: Cloud Run throttles the CPU between requests, which starves the
+default background refresh.
+
+The password comes from ARUS_DB_PASSWORD (Cloud Run injects it from Secret Manager as a
+secret environment variable) or is read through arus.secrets from the secret version named by
+ARUS_DB_PASSWORD_SECRET; with ARUS_DB_IAM_AUTH no password is sent at all. The password is
+never logged and no error message contains it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from google.cloud.sql.connector import Connector, IPTypes
+
+from arus.config import ConfigError, Settings
+from arus.secrets import access_secret
+
+log = logging.getLogger("arus.cloudsql")
+
+DRIVER = "pg8000"
+REFRESH_STRATEGY = "lazy"
+IP_TYPES = {"public": IPTypes.PUBLIC, "private": IPTypes.PRIVATE, "psc": IPTypes.PSC}
+
+_connectors: dict[tuple[IPTypes, bool], Connector] = {}
+_connectors_lock = threading.Lock()
+_atexit_registered = False
+
+
+def get_connector(*, ip_type: IPTypes, enable_iam_auth: bool) -> Connector:
+    """The process-wide connector for this IP type and auth mode, created on first use."""
+    global _atexit_registered
+    key = (ip_type, enable_iam_auth)
+    with _connectors_lock:
+        connector = _connectors.get(key)
+        if connector is None:
+            connector = Connector(
+                ip_type=ip_type,
+                enable_iam_auth=enable_iam_auth,
+                refresh_strategy=REFRESH_STRATEGY,
+            )
+            _connectors[key] = connector
+            if not _atexit_registered:
+                atexit.register(close_connectors)
+                _atexit_registered = True
+            log.info(
+                "created Cloud SQL connector (ip_type=%s, iam_auth=%s, refresh=%s)",
+                ip_type.name.lower(),
+                enable_iam_auth,
+                REFRESH_STRATEGY,
+            )
+        return connector
+
+
+def close_connectors() -> None:
+    """Close every connector (stops its refresh thread); the next connection makes a new one."""
+    with _connectors_lock:
+        connectors = list(_connectors.values())
+        _connectors.clear()
+    for connector in connectors:
+        connector.close()
+
+
+def _password_source(settings: Settings) -> Callable[[], str | None]:
+    """How each new connection gets its password; fails now if there is no way to get one."""
+    if settings.db_iam_auth:
+        return lambda: None
+    password = settings.db_password
+    if password:
+        return lambda: password
+    secret_name = settings.db_password_secret
+    if secret_name:
+        return lambda: access_secret(secret_name)
+    raise ConfigError(
+        "no database password for Cloud SQL: set ARUS_DB_PASSWORD (a Secret Manager secret "
+        "mounted as an environment variable), ARUS_DB_PASSWORD_SECRET "
+        "(projects/P/secrets/S/versions/V), or ARUS_DB_IAM_AUTH=true"
+    )
+
+
+def cloudsql_creator(settings: Settings) -> Callable[[], Any]:
+    """A SQLAlchemy `creator`: each call opens one pg8000 connection to the Cloud SQL instance.
+
+    Raises ConfigError at once when the configuration cannot work (no instance, no way to
+    authenticate); the connector itself is only created by the first connection.
+    """
+    instance = settings.cloudsql_instance
+    if not instance or instance.count(":") < 2:
+        raise ConfigError(
+            "ARUS_CLOUDSQL_INSTANCE must be the instance connection name PROJECT:REGION:INSTANCE"
+        )
+    ip_type = IP_TYPES[settings.db_ip_type]
+    enable_iam_auth = settings.db_iam_auth
+    password_for_connection = _password_source(settings)
+    user, db = settings.db_user, settings.db_name
+
+    def connect() -> Any:
+        connector = get_connector(ip_type=ip_type, enable_iam_auth=enable_iam_auth)
+        kwargs: dict[str, Any] = {"user": user, "db": db}
+        password = password_for_connection()
+        if password is not None:
+            kwargs["password"] = password
+        return connector.connect(instance, DRIVER, **kwargs)
+
+    return connect
