@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,7 +62,10 @@ def database_url() -> Iterator[str]:
     migrate.upgrade(get_engine(load_settings()))
     yield url
     dispose_engines()
-    _verify_after_workload(url)
+    try:
+        _verify_after_workload(url)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
     for key, value in previous.items():
         if value is None:
             os.environ.pop(key, None)
