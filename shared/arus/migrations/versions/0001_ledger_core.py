@@ -445,6 +445,10 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no entry %', p_entry_id USING ERRCODE = 'P0001', HINT = 'not_found';
     END IF;
+    -- Reversals of one entry queue here, before any balance lock, so the loser of a race sees
+    -- the winner's reversal (already_reversed) instead of the balances it moved. Always taken
+    -- first and only by reversals: it cannot join a lock cycle.
+    PERFORM pg_advisory_xact_lock(hashtextextended('arus-reverse:' || p_entry_id::text, 0));
     IF EXISTS (SELECT 1 FROM entries WHERE reverses = p_entry_id) THEN
         RAISE EXCEPTION 'entry % is already reversed', p_entry_id
             USING ERRCODE = 'P0001', HINT = 'already_reversed';
@@ -455,7 +459,7 @@ BEGIN
                'amount', amount) ORDER BY position)
     INTO v_lines
     FROM postings WHERE entry_id = p_entry_id;
-    -- A concurrent reversal of the same entry fails on entries_reverses_key (already_reversed).
+    -- entries_reverses_key still backs this up: a second reversal can never be written.
     RETURN arus_store_response(p_ledger, p_key, 201, arus_write_entry(
         p_ledger, p_key,
         coalesce(p_description, format('Reversal of entry %s', v_original.ledger_seq)),
