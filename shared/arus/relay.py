@@ -166,6 +166,9 @@ def run_forever(
                 )
             except sa.exc.OperationalError as exc:
                 log.warning("relay cannot reach the database, retrying: %s", exc)
+            except Exception:  # a long-running loop must outlive one bad run
+                # Nothing was marked published (the batch rolled back); log loudly, go on.
+                log.exception("relay run crashed; retrying after the interval")
             stop.wait(interval_s)
     finally:
         transport.close()
