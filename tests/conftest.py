@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 import sqlalchemy as sa
 from arus import migrate
@@ -28,6 +29,12 @@ from arus.config import Settings, load_settings
 from arus.db import dispose_engines, get_engine, sqlalchemy_url
 
 REPO = Path(__file__).resolve().parent.parent
+
+# CI explores a fixed set of examples (the same on every run, so a red run reproduces); local
+# runs stay random and keep finding new cases.
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis.settings.load_profile("ci")
 TEST_POOL_SIZE = 40  # storms run 32+ workers; each must get its own connection
 
 
