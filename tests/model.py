@@ -17,10 +17,13 @@ The rules it encodes, and nothing more:
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+import sqlalchemy as sa
 
 ACCOUNT_TYPES = ("asset", "expense", "liability", "equity", "revenue")
 DEBIT_NORMAL = frozenset({"asset", "expense"})
@@ -137,3 +140,25 @@ class LedgerModel:
             {"currency": currency, "debit": t["debit"], "credit": t["credit"]}
             for currency, t in sorted(totals.items())
         ]
+
+
+def postings_balances(engine: sa.Engine, ledger_id: uuid.UUID) -> dict[str, tuple[int, int]]:
+    """Per account code: (materialized balance, balance recomputed from its postings), in SQL."""
+    statement = sa.text(
+        """
+        SELECT a.code, b.balance,
+               coalesce(sum(CASE WHEN p.direction = CASE WHEN a.type IN :debit_normal
+                                                         THEN 'debit' ELSE 'credit' END
+                                 THEN p.amount ELSE -p.amount END), 0) AS from_postings
+        FROM accounts a
+        JOIN balances b ON b.account_id = a.id
+        LEFT JOIN postings p ON p.account_id = a.id
+        WHERE a.ledger_id = :ledger
+        GROUP BY a.code, b.balance
+        """
+    ).bindparams(sa.bindparam("debit_normal", expanding=True))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            statement, {"ledger": ledger_id, "debit_normal": sorted(DEBIT_NORMAL)}
+        ).all()
+    return {row.code: (int(row.balance), int(row.from_postings)) for row in rows}

@@ -36,7 +36,7 @@ from hypothesis.stateful import (
 )
 
 from tests.conftest import Api, Ledger, new_ledger
-from tests.model import ACCOUNT_TYPES, DEBIT_NORMAL, LedgerModel, Line
+from tests.model import ACCOUNT_TYPES, LedgerModel, Line, postings_balances
 
 Draw = Callable[[st.SearchStrategy[Any]], Any]  # data.draw or a composite's draw
 
@@ -419,28 +419,6 @@ def operations(draw: Draw) -> list[tuple[str, Any]]:
     return ops
 
 
-def independent_balances(engine: sa.Engine, ledger_id: uuid.UUID) -> dict[str, tuple[int, int]]:
-    """Per account: (materialized balance, sum of its postings in its normal direction)."""
-    statement = sa.text(
-        """
-        SELECT a.code, b.balance,
-               coalesce(sum(CASE WHEN p.direction = CASE WHEN a.type IN :debit_normal
-                                                         THEN 'debit' ELSE 'credit' END
-                                 THEN p.amount ELSE -p.amount END), 0) AS from_postings
-        FROM accounts a
-        JOIN balances b ON b.account_id = a.id
-        LEFT JOIN postings p ON p.account_id = a.id
-        WHERE a.ledger_id = :ledger
-        GROUP BY a.code, b.balance
-        """
-    ).bindparams(sa.bindparam("debit_normal", expanding=True))
-    with engine.connect() as conn:
-        rows = conn.execute(
-            statement, {"ledger": ledger_id, "debit_normal": sorted(DEBIT_NORMAL)}
-        ).all()
-    return {row.code: (int(row.balance), int(row.from_postings)) for row in rows}
-
-
 def net_per_currency(engine: sa.Engine, ledger_id: uuid.UUID) -> dict[str, int]:
     """sum(debits) - sum(credits) of every posting, per currency, straight from the journal."""
     with engine.connect() as conn:
@@ -522,7 +500,7 @@ def run_operations(
     figures = f"ops={len(ops)} outcomes={dict(outcomes)}"
     nets = net_per_currency(engine, ledger.ledger_id)
     assert all(net == 0 for net in nets.values()), f"{figures} net per currency={nets}"
-    balances = independent_balances(engine, ledger.ledger_id)
+    balances = postings_balances(engine, ledger.ledger_id)
     drifted = {code: pair for code, pair in balances.items() if pair[0] != pair[1]}
     assert drifted == {}, f"{figures} (materialized, sum of postings)={drifted}"
     overdrawn = {

@@ -40,6 +40,8 @@ from google.cloud.secretmanager_v1.types import (
 from google.cloud.sql.connector import Connector
 from google.cloud.sql.connector import pg8000 as connector_pg8000
 
+from tests.test_cloudsql import exception_chain
+
 SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
 DB_SECRET = "projects/arus-test/secrets/db-password/versions/latest"
 
@@ -61,18 +63,6 @@ def crc32c(data: bytes) -> int:
 def test_reference_crc32c_has_the_standard_check_value() -> None:
     assert crc32c(b"123456789") == 0xE3069283
     assert crc32c(b"") == 0
-
-
-def exception_chain(exc: BaseException) -> str:
-    """Every message in the chain: pg8000 may report a server error as "network error" when
-    the server hangs up before pg8000 sends its Terminate, with the real error as context."""
-    messages, seen = [], set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        messages.append(f"{type(current).__name__}: {current}")
-        current = current.__cause__ or current.__context__
-    return "\n".join(messages)
 
 
 @dataclass

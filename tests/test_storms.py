@@ -32,6 +32,7 @@ from arus import domain, errors, posting
 from arus.verify import verify_all
 
 from tests.conftest import Api, Ledger
+from tests.model import postings_balances
 
 WORKERS = 32  # the test pool holds 40 connections: every worker gets its own
 BARRIER_TIMEOUT_S = 30
@@ -197,28 +198,6 @@ def balance_of(api: Api, ledger: Ledger, code: str) -> int:
     response = api.get(f"/v1/accounts/{code}", key=ledger.read_key)
     assert response.status_code == 200, response.get_json()
     return int(response.get_json()["balance"])
-
-
-def postings_balances(engine: sa.Engine, ledger_id: uuid.UUID) -> dict[str, tuple[int, int]]:
-    """Per account code: (materialized balance, balance recomputed from its postings), in SQL."""
-    statement = sa.text(
-        """
-        SELECT a.code, b.balance,
-               coalesce(sum(CASE WHEN p.direction = CASE WHEN a.type IN :debit_normal
-                                                         THEN 'debit' ELSE 'credit' END
-                                 THEN p.amount ELSE -p.amount END), 0) AS from_postings
-        FROM accounts a
-        JOIN balances b ON b.account_id = a.id
-        LEFT JOIN postings p ON p.account_id = a.id
-        WHERE a.ledger_id = :ledger
-        GROUP BY a.code, b.balance
-        """
-    ).bindparams(sa.bindparam("debit_normal", expanding=True))
-    with engine.connect() as conn:
-        rows = conn.execute(
-            statement, {"ledger": ledger_id, "debit_normal": list(DEBIT_NORMAL)}
-        ).all()
-    return {row.code: (int(row.balance), int(row.from_postings)) for row in rows}
 
 
 def ledger_seqs(engine: sa.Engine, ledger_id: uuid.UUID) -> tuple[list[int], int]:
