@@ -1,6 +1,11 @@
 """terraform/ read as a specification: the deployment's security and cost rules, asserted on the
 HCL itself (python-hcl2), plus `terraform fmt`.
 
+Each environment is a thin root module that calls modules/stack once; the stack composes the six
+modules. Checks on the composition run against each environment's effective configuration: the
+stack's module calls, with `var.*` resolved through that environment's `module "arus"` call to
+its own locals and variable defaults.
+
 Providers cannot be downloaded here, so `terraform init/validate/plan` never run; these tests
 are what holds the structure. tools/checkov.sh is the separate static security scan.
 """
@@ -21,6 +26,7 @@ import pytest
 
 TERRAFORM = Path(__file__).resolve().parents[1] / "terraform"
 MODULES = ("cloud_sql", "functions", "pubsub", "secrets", "scheduler", "iam")
+STACK = "stack"  # the module that composes MODULES; each environment calls it once
 ENVIRONMENTS = ("dev", "prod")
 FUNCTIONS = {"post_entry", "query", "relay", "daily_close"}
 PUBLIC_FUNCTIONS = {"post_entry", "query"}
@@ -124,6 +130,66 @@ def load(directory: Path) -> Config:
     return config
 
 
+REFERENCE = re.compile(r"(var|local)\.(\w+)((?:\.\w+)*)")
+
+
+@dataclass
+class Environment:
+    """One environment as Terraform would compose it: its root module and the stack it calls."""
+
+    name: str
+    root: Config  # terraform/environments/<name>: locals, variables, outputs, providers
+    stack: Config  # terraform/modules/stack: the six module calls, shared by every environment
+
+    @property
+    def call(self) -> dict[str, Any]:
+        """The root module's one call of the stack."""
+        assert set(self.root.modules) == {"arus"}, f"{self.root.path}: {set(self.root.modules)}"
+        return self.root.modules["arus"]
+
+    @property
+    def modules(self) -> dict[str, dict[str, Any]]:
+        """The module calls this environment deploys (made by the stack on its behalf)."""
+        return self.stack.modules
+
+    def value(self, expression: Any) -> Any:
+        """`expression`, an argument of the stack, with var.* and local.* references resolved to
+        this environment's values; other expressions (module outputs, functions) stay as text."""
+        return self._resolve(expression, in_stack=True)
+
+    def _resolve(self, expression: Any, *, in_stack: bool) -> Any:
+        if not isinstance(expression, str):
+            return expression
+        whole = re.fullmatch(r"\$\{" + REFERENCE.pattern + r"\}", expression)
+        if whole:
+            return self._lookup(whole.group(1), whole.group(2), whole.group(3), in_stack=in_stack)
+
+        def interpolate(match: re.Match[str]) -> str:
+            found = self._lookup(match.group(2), match.group(3), match.group(4), in_stack=in_stack)
+            return found if isinstance(found, str) and "${" not in found else match.group(0)
+
+        return re.sub(r"\$\{(" + REFERENCE.pattern + r")\}", interpolate, expression)
+
+    def _lookup(self, kind: str, name: str, path: str, *, in_stack: bool) -> Any:
+        if in_stack and kind == "var":
+            assert name in self.stack.variables, f"stack has no variable {name}"
+            assert name in self.call, f"{self.name}: module.arus does not set {name}"
+            found = self._resolve(self.call[name], in_stack=False)
+        elif in_stack:
+            assert name in self.stack.locals, f"stack has no local {name}"
+            found = self._resolve(self.stack.locals[name], in_stack=True)
+        elif kind == "var":
+            assert name in self.root.variables, f"{self.name} has no variable {name}"
+            found = self.root.variables[name].get("default", f"${{var.{name}}}")
+        else:
+            assert name in self.root.locals, f"{self.name} has no local {name}"
+            found = self._resolve(self.root.locals[name], in_stack=False)
+        for attribute in filter(None, path.split(".")):
+            assert isinstance(found, dict) and attribute in found, (self.name, name, attribute)
+            found = found[attribute]
+        return found
+
+
 def one(body: dict[str, Any], name: str) -> dict[str, Any]:
     """The single nested block `name` of a resource body."""
     blocks = body.get(name)
@@ -168,35 +234,56 @@ def modules() -> dict[str, Config]:
 
 
 @pytest.fixture(scope="module")
-def environments() -> dict[str, Config]:
-    return {name: load(TERRAFORM / "environments" / name) for name in ENVIRONMENTS}
+def stack() -> Config:
+    return load(TERRAFORM / "modules" / STACK)
 
 
 @pytest.fixture(scope="module")
-def everything(modules: dict[str, Config], environments: dict[str, Config]) -> list[Config]:
-    return [*modules.values(), *environments.values()]
+def environments(stack: Config) -> dict[str, Environment]:
+    return {
+        name: Environment(name, load(TERRAFORM / "environments" / name), stack)
+        for name in ENVIRONMENTS
+    }
+
+
+@pytest.fixture(scope="module")
+def everything(
+    modules: dict[str, Config], stack: Config, environments: dict[str, Environment]
+) -> list[Config]:
+    return [*modules.values(), stack, *(env.root for env in environments.values())]
 
 
 # --- layout --------------------------------------------------------------------------------------
 
 
 def test_layout_is_six_modules_and_two_environments_that_compose_them(
-    environments: dict[str, Config],
+    stack: Config, environments: dict[str, Environment]
 ) -> None:
     found_modules = {p.name for p in (TERRAFORM / "modules").iterdir() if p.is_dir()}
     found_envs = {p.name for p in (TERRAFORM / "environments").iterdir() if p.is_dir()}
-    assert found_modules == set(MODULES)
+    assert found_modules == {*MODULES, STACK}
     assert found_envs == set(ENVIRONMENTS)
+    sources = {module["source"] for module in stack.modules.values()}
+    assert sources == {f"../{m}" for m in MODULES}, f"the stack composes {sources}"
+    assert not stack.resources and not stack.data, "the stack only composes modules"
+    for required in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
+        assert (TERRAFORM / "modules" / STACK / required).is_file(), (STACK, required)
     for name, env in environments.items():
-        sources = {module["source"] for module in env.modules.values()}
-        assert sources == {f"../../modules/{m}" for m in MODULES}, f"{name} composes {sources}"
+        # A thin root: one call of the stack, nothing deployed directly.
+        assert env.call["source"] == f"../../modules/{STACK}", name
+        assert not env.root.resources and not env.root.data, f"{name} declares resources"
+        # Every stack variable is set by the call (none has a default to fall back on) and the
+        # call sets nothing the stack does not declare.
+        arguments = set(env.call) - {"source"}
+        assert arguments == set(stack.variables), f"{name}: {arguments ^ set(stack.variables)}"
+        assert not any("default" in v for v in stack.variables.values())
         for required in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
             assert (TERRAFORM / "environments" / name / required).is_file(), (name, required)
 
 
 def test_every_tf_file_parses() -> None:
     files = sorted(TERRAFORM.rglob("*.tf"))
-    assert len(files) >= 6 * 4 + 2 * 4, f"only {len(files)} .tf files"
+    assert len(files) >= 7 * 4 + 2 * 4, f"only {len(files)} .tf files"
     for path in files:
         assert isinstance(_parse(path), dict), path
 
@@ -205,7 +292,7 @@ def test_every_tf_file_parses() -> None:
 
 
 def test_every_function_has_its_own_service_account(
-    modules: dict[str, Config], environments: dict[str, Config]
+    modules: dict[str, Config], environments: dict[str, Environment]
 ) -> None:
     iam, functions = modules["iam"], modules["functions"]
 
@@ -224,10 +311,15 @@ def test_every_function_has_its_own_service_account(
     assert "distinct(values(var.service_account_emails))" in validation
 
     for name, env in environments.items():
-        assert set(env.locals["function_names"]) == FUNCTIONS, name
-        assert env.modules["iam"]["function_names"] == "${local.function_names}", name
+        assert set(env.value(env.modules["iam"]["function_names"])) == FUNCTIONS, name
+        assert len(env.value(env.modules["iam"]["function_names"])) == len(FUNCTIONS), name
+        assert set(env.value(env.modules["functions"]["source_archives"])) == FUNCTIONS, name
         emails = env.modules["functions"]["service_account_emails"]
         assert emails == "${module.iam.function_service_account_emails}", name
+        # Resource names (service accounts included) are per environment.
+        for module in ("secrets", "cloud_sql", "iam", "functions", "scheduler"):
+            prefix = env.value(env.modules[module]["name_prefix"])
+            assert prefix == f"arus-{name}", (name, module, prefix)
 
 
 def test_no_primitive_role_is_granted_anywhere(everything: list[Config]) -> None:
@@ -275,7 +367,7 @@ def test_secret_accessor_is_granted_on_the_password_secret_only(
 
 
 def test_only_the_relay_publishes_events(
-    modules: dict[str, Config], environments: dict[str, Config]
+    modules: dict[str, Config], environments: dict[str, Environment]
 ) -> None:
     publisher = modules["iam"].resource("google_pubsub_topic_iam_member", "events_publisher")
     assert publisher["role"] == "roles/pubsub.publisher"
@@ -336,19 +428,24 @@ def test_no_secret_in_plain_environment_variables(
 
 
 def test_the_password_is_generated_and_never_output_in_clear(
-    modules: dict[str, Config], environments: dict[str, Config]
+    modules: dict[str, Config], environments: dict[str, Environment], everything: list[Config]
 ) -> None:
     secrets = modules["secrets"]
     assert secrets.resource("random_password", "db")["length"] >= 24
     version = secrets.resource("google_secret_manager_secret_version", "db_password")
     assert version["secret_data"] == "${random_password.db.result}"
-    for config in [*modules.values(), *environments.values()]:
+    for config in everything:
         for name, output in config.outputs.items():
             value = str(output["value"])
             if "password.db.result" in value or value.endswith(".password}"):
                 assert output.get("sensitive") is True, f"{config.path}: output {name}"
     for name, env in environments.items():
-        exposed = " ".join(str(o["value"]) for o in env.outputs.values())
+        # The environment's outputs forward the stack's, one to one; what the stack outputs is
+        # what the environment exposes.
+        for output, body in env.root.outputs.items():
+            assert body["value"] == f"${{module.arus.{output}}}", (name, output)
+        assert set(env.root.outputs) == set(env.stack.outputs), name
+        exposed = " ".join(str(o["value"]) for o in env.stack.outputs.values())
         assert "module.secrets.password" not in exposed, name
         assert env.modules["cloud_sql"]["user_password"] == "${module.secrets.password}"
 
@@ -400,15 +497,22 @@ def test_jobs_are_internal_and_have_no_public_invoker(
 
 
 def test_connection_budget_is_checked_against_the_database_limit(
-    modules: dict[str, Config], environments: dict[str, Config]
+    modules: dict[str, Config], environments: dict[str, Environment]
 ) -> None:
     function = modules["functions"].resource("google_cloudfunctions2_function", "function")
     precondition = one(one(function, "lifecycle"), "precondition")
     assert precondition["condition"] == "${local.connection_budget <= var.db_connection_limit}"
     for name, env in environments.items():
-        per_instance = env.locals["db_pool_size"] + env.locals["db_max_overflow"]
-        budget = sum(env.locals["max_instance_count"][f] for f in FUNCTIONS) * per_instance
-        limit = env.locals["database"]["connection_limit"]
+        wired = env.modules["functions"]
+        pool_size, max_overflow = (
+            env.value(wired["db_pool_size"]),
+            env.value(wired["db_max_overflow"]),
+        )
+        assert isinstance(pool_size, int) and isinstance(max_overflow, int), name
+        max_instances = env.value(wired["max_instance_count"])
+        budget = sum(max_instances[f] for f in FUNCTIONS) * (pool_size + max_overflow)
+        limit = env.value(wired["db_connection_limit"])
+        assert isinstance(limit, int), (name, limit)
         assert budget <= limit, f"{name}: {budget} connections > limit {limit}"
 
 
@@ -416,7 +520,7 @@ def test_connection_budget_is_checked_against_the_database_limit(
 
 
 def test_scheduler_jobs_use_oidc_tokens_of_the_scheduler_account(
-    modules: dict[str, Config], environments: dict[str, Config]
+    modules: dict[str, Config], environments: dict[str, Environment]
 ) -> None:
     scheduler = modules["scheduler"]
     assert set(scheduler.locals["jobs"]) == SCHEDULED_FUNCTIONS
@@ -496,50 +600,60 @@ def test_pubsub_subscription_orders_and_dead_letters(modules: dict[str, Config])
 
 
 def test_dev_uses_the_smallest_tier_with_enterprise_edition(
-    environments: dict[str, Config],
+    environments: dict[str, Environment],
 ) -> None:
     dev = environments["dev"]
-    assert dev.locals["database"]["tier"] == "db-f1-micro"
-    assert dev.locals["database"]["edition"] == "ENTERPRISE"
+    assert dev.root.locals["database"]["tier"] == "db-f1-micro"
+    assert dev.root.locals["database"]["edition"] == "ENTERPRISE"
     wired = dev.modules["cloud_sql"]
-    assert wired["tier"] == "${local.database.tier}"
-    assert wired["edition"] == "${local.database.edition}"
+    assert dev.value(wired["tier"]) == "db-f1-micro"
+    assert dev.value(wired["edition"]) == "ENTERPRISE"
 
 
 def test_prod_differs_from_dev_in_tier_protection_instances_and_retention(
-    environments: dict[str, Config],
+    environments: dict[str, Environment],
 ) -> None:
-    dev, prod = environments["dev"].locals, environments["prod"].locals
-    assert prod["database"]["tier"] != dev["database"]["tier"]
-    assert (dev["database"]["deletion_protection"], prod["database"]["deletion_protection"]) == (
-        False,
-        True,
-    )
-    assert prod["database"]["retained_backups"] > dev["database"]["retained_backups"]
-    assert (
-        prod["database"]["transaction_log_retention_days"]
-        > dev["database"]["transaction_log_retention_days"]
-    )
+    def effective(env: Environment) -> dict[str, Any]:
+        sql, functions = env.modules["cloud_sql"], env.modules["functions"]
+        return {
+            "tier": env.value(sql["tier"]),
+            "availability_type": env.value(sql["availability_type"]),
+            "deletion_protection": env.value(sql["deletion_protection"]),
+            "retained_backups": env.value(sql["retained_backups"]),
+            "log_days": env.value(sql["transaction_log_retention_days"]),
+            "min_instance_count": env.value(functions["min_instance_count"]),
+            "force_destroy_sources": env.value(functions["force_destroy_sources"]),
+            "topic_retention": env.value(env.modules["pubsub"]["topic_message_retention"]),
+        }
+
+    dev, prod = effective(environments["dev"]), effective(environments["prod"])
+    assert prod["tier"] != dev["tier"]
+    assert (dev["availability_type"], prod["availability_type"]) == ("ZONAL", "REGIONAL")
+    assert (dev["deletion_protection"], prod["deletion_protection"]) == (False, True)
+    assert (dev["force_destroy_sources"], prod["force_destroy_sources"]) == (True, False)
+    assert prod["retained_backups"] > dev["retained_backups"]
+    assert prod["log_days"] > dev["log_days"]
     assert prod["min_instance_count"]["post_entry"] > dev["min_instance_count"]["post_entry"]
-    assert prod["topic_message_retention"] != dev["topic_message_retention"]
+    assert prod["topic_retention"] != dev["topic_retention"]
+    # The values come from each environment's locals (what the runbook says to edit).
     for name, env in environments.items():
-        wired = env.modules["cloud_sql"]
-        assert wired["deletion_protection"] == "${local.database.deletion_protection}", name
-        assert env.modules["functions"]["min_instance_count"] == "${local.min_instance_count}"
+        database = env.root.locals["database"]
+        assert effective(env)["deletion_protection"] is database["deletion_protection"], name
+        assert effective(env)["min_instance_count"] == env.root.locals["min_instance_count"]
 
 
 def test_providers_are_pinned_and_state_is_local_by_default(
-    environments: dict[str, Config],
+    environments: dict[str, Environment],
 ) -> None:
     for name, env in environments.items():
-        (block,) = env.terraform
+        (block,) = env.root.terraform
         providers = one(block, "required_providers")
         assert providers["google"]["source"] == "hashicorp/google"
         assert re.fullmatch(r"~> 6\.\d+", providers["google"]["version"]), name
         assert providers["random"]["source"] == "hashicorp/random"
         assert providers["random"]["version"].startswith("~> 3."), name
         assert "backend" not in block, f"{name}: state must default to local"
-        assert '# backend "gcs" {' in env.text, f"{name}: the commented gcs backend example"
+        assert '# backend "gcs" {' in env.root.text, f"{name}: the commented gcs backend example"
 
 
 def test_every_variable_and_output_has_a_description(everything: list[Config]) -> None:

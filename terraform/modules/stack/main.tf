@@ -1,0 +1,100 @@
+# One Arus deployment: the six modules wired together. environments/dev and environments/prod
+# each call this once; everything that differs between them arrives as a variable.
+
+locals {
+  name_prefix = "arus-${var.environment}"
+
+  function_names = ["post_entry", "query", "relay", "daily_close"]
+}
+
+module "secrets" {
+  source = "../secrets"
+
+  project_id           = var.project_id
+  region               = var.region
+  name_prefix          = local.name_prefix
+  password_rotation_id = var.db_password_rotation_id
+}
+
+module "cloud_sql" {
+  source = "../cloud_sql"
+
+  project_id                     = var.project_id
+  region                         = var.region
+  name_prefix                    = local.name_prefix
+  database_version               = var.database_version
+  tier                           = var.database.tier
+  edition                        = var.database.edition
+  availability_type              = var.database.availability_type
+  disk_size_gb                   = var.database.disk_size_gb
+  deletion_protection            = var.database.deletion_protection
+  retained_backups               = var.database.retained_backups
+  transaction_log_retention_days = var.database.transaction_log_retention_days
+  user_password                  = module.secrets.password
+}
+
+module "pubsub" {
+  source = "../pubsub"
+
+  project_id              = var.project_id
+  region                  = var.region
+  topic_message_retention = var.topic_message_retention
+}
+
+module "iam" {
+  source = "../iam"
+
+  project_id              = var.project_id
+  name_prefix             = local.name_prefix
+  function_names          = local.function_names
+  publisher_functions     = ["relay"]
+  sql_instance_name       = module.cloud_sql.instance_name
+  db_password_secret_name = module.secrets.secret_name
+  events_topic_id         = module.pubsub.topic_id
+}
+
+module "functions" {
+  source = "../functions"
+
+  project_id                  = var.project_id
+  region                      = var.region
+  name_prefix                 = local.name_prefix
+  source_archives             = var.source_archives
+  service_account_emails      = module.iam.function_service_account_emails
+  build_service_account_id    = module.iam.build_service_account_id
+  build_service_account_email = module.iam.build_service_account_email
+  min_instance_count          = var.min_instance_count
+  max_instance_count          = var.max_instance_count
+  cloudsql_connection_name    = module.cloud_sql.connection_name
+  db_name                     = module.cloud_sql.database_name
+  db_user                     = module.cloud_sql.user_name
+  db_ip_type                  = "public"
+  db_pool_size                = var.db_pool_size
+  db_max_overflow             = var.db_max_overflow
+  db_connection_limit         = var.database.connection_limit
+  db_password_secret_id       = module.secrets.secret_id
+  db_password_secret_version  = module.secrets.secret_version
+  events_topic_id             = module.pubsub.topic_id
+  force_destroy_sources       = var.force_destroy_sources
+
+  # A function must not start before its account can reach the database, the secret and the
+  # topic, nor build before the build account has its grants.
+  depends_on = [module.iam]
+}
+
+module "scheduler" {
+  source = "../scheduler"
+
+  project_id                      = var.project_id
+  region                          = var.region
+  name_prefix                     = local.name_prefix
+  scheduler_service_account_email = module.iam.scheduler_service_account_email
+  paused                          = var.scheduler_paused
+
+  targets = {
+    for name in module.functions.scheduled_functions : name => {
+      service_name = module.functions.service_names[name]
+      uri          = module.functions.service_uris[name]
+    }
+  }
+}

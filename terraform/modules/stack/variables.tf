@@ -1,0 +1,81 @@
+# What the calling environment decides. No defaults here: each environment states its own, in
+# its variables.tf (what an operator may override) or its locals (what makes it dev or prod).
+
+variable "project_id" {
+  description = "Google Cloud project to deploy into (must already exist, with billing and the APIs of docs/runbook-cloud-run.md enabled)."
+  type        = string
+}
+
+variable "region" {
+  description = "Region for every regional resource; the cost table in docs/cost.md assumes us-central1."
+  type        = string
+}
+
+variable "environment" {
+  description = "Environment name (dev, prod); every resource name starts with arus-<environment>."
+  type        = string
+}
+
+variable "database_version" {
+  description = "PostgreSQL major version of the Cloud SQL instance (POSTGRES_16, POSTGRES_17 or POSTGRES_18)."
+  type        = string
+}
+
+variable "database" {
+  description = "The Cloud SQL instance's sizing and protection (tier, edition, availability_type, disk_size_gb, deletion_protection, retained_backups, transaction_log_retention_days) and connection_limit, the connections all function instances together may hold."
+  type = object({
+    tier                           = string
+    edition                        = string
+    availability_type              = string
+    disk_size_gb                   = number
+    deletion_protection            = bool
+    retained_backups               = number
+    transaction_log_retention_days = number
+    connection_limit               = number
+  })
+}
+
+variable "source_archives" {
+  description = "Map of function name to the zip `arus bundle` built, relative to the directory Terraform runs in."
+  type        = map(string)
+}
+
+variable "min_instance_count" {
+  description = "Map of function name to the instances kept warm (billed while idle)."
+  type        = map(number)
+}
+
+variable "max_instance_count" {
+  description = "Map of function name to its instance ceiling; together with the pool size it bounds the database connections."
+  type        = map(number)
+}
+
+variable "db_pool_size" {
+  description = "SQLAlchemy pool size per function instance (ARUS_DB_POOL_SIZE)."
+  type        = number
+}
+
+variable "db_max_overflow" {
+  description = "SQLAlchemy pool overflow per function instance (ARUS_DB_MAX_OVERFLOW)."
+  type        = number
+}
+
+variable "topic_message_retention" {
+  description = "How long the events topic keeps messages, for example \"86400s\"."
+  type        = string
+}
+
+variable "force_destroy_sources" {
+  description = "Let `terraform destroy` delete the source bucket with its archives (dev only)."
+  type        = bool
+}
+
+variable "db_password_rotation_id" {
+  description = "Change this string to rotate the database password (docs/runbook-cloud-run.md, \"Rotate the database password\")."
+  type        = string
+}
+
+variable "scheduler_paused" {
+  description = "Keep the relay and daily close jobs paused, for example during a migration."
+  type        = bool
+}
