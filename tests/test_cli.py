@@ -167,3 +167,24 @@ def test_dev_starts_embedded_ledger_and_keeps_data_across_restarts(tmp_path: Pat
         assert status == 200 and body["balance"] == 1234
     finally:
         stop(process)
+
+
+def test_relay_once_and_close_from_the_command_line(database_url):
+    import datetime as dt
+
+    assert run("ledger", "create", "to-close").returncode == 0
+    relay = run("relay", "--once")
+    assert relay.returncode == 0, relay.stderr
+    outcome = json.loads(relay.stdout.strip().splitlines()[-1])
+    assert outcome["error"] is None and outcome["oldest_unpublished_age_s"] is None
+
+    yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+    closed = run("close", "--date", yesterday)
+    assert closed.returncode == 0, closed.stderr
+    reports = json.loads(closed.stdout)
+    assert reports and all(r["ok"] and r["date"] == yesterday for r in reports)
+    rerun = run("close", "--date", yesterday)
+    assert json.loads(rerun.stdout) == reports
+
+    too_early = run("close", "--date", dt.datetime.now(dt.UTC).date().isoformat())
+    assert too_early.returncode == 2 and "can be closed from" in too_early.stderr
