@@ -37,6 +37,10 @@ terraform-check:
 	TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive terraform
 	bash tools/checkov.sh
 
+## The load test: throughput ceiling and first failed bracket (about 3 min); report in build/loadtest/.
+bench: $(STAMP)
+	$(BIN)/python loadtest/bracket.py --out build/loadtest
+
 ## Each function's deployable source and reproducible zip in build/bundles/.
 bundle: $(STAMP)
 	$(BIN)/arus bundle --out build/bundles
