@@ -82,7 +82,7 @@ def test_balances_as_of_serves_the_snapshot(api, engine, books):
 def test_balances_as_of_requires_a_closed_date(api, books):
     missing = api.get("/v1/balances", key=books.read_key, query_string={"as_of": "2001-01-01"})
     assert missing.status_code == 404
-    for bad in ({}, {"as_of": "01/02/2026"}):
+    for bad in ({}, {"as_of": "01/02/2026"}, {"as_of": "20240101"}, {"as_of": "2024-W01-1"}):
         response = api.get("/v1/balances", key=books.read_key, query_string=bad)
         assert response.status_code == 422
         assert response.get_json()["error"]["code"] == "validation_error"
@@ -128,3 +128,6 @@ def test_daily_close_function_closes_every_ledger(books, database_url):
     too_early = client.post("/", json={"date": TODAY.isoformat()})
     assert too_early.status_code == 422
     assert client.post("/", json={"day": "x"}).status_code == 422
+    for bad in (5, None, "9999-12-31", "2024-W01-1", "20240101", "2024-02-30"):
+        response = client.post("/", json={"date": bad})
+        assert response.status_code == 422, (bad, response.get_json())

@@ -23,7 +23,7 @@ from arus.schema import api_keys, ledgers
 Scope = Literal["read", "write"]
 SCOPES: tuple[Scope, ...] = ("read", "write")
 _KEY = re.compile(r"arus_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
-_BEARER = re.compile(r"Bearer ([!-~]{1,200})")
+_BEARER = re.compile(r"Bearer[ \t]+([!-~]{1,200})", re.IGNORECASE)  # schemes are case-insensitive
 # Compared against when the key id is unknown, so a miss costs the same as a wrong secret.
 _DUMMY_HASH = hashlib.sha256(b"arus-no-such-key").digest()
 

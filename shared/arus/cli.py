@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import os
@@ -111,7 +110,7 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
     from arus import close
 
-    day = dt.date.fromisoformat(args.date) if args.date else None
+    day = close.parse_as_of(args.date, field="--date") if args.date else None
     reports = close.close_all(settings, day)
     _print_json(reports)
     return 0 if all(r["balanced"] and not r["drift"] for r in reports) else 1

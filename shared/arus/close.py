@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +33,7 @@ log = logging.getLogger("arus.close")
 # Entries are stamped a moment before they commit; waiting this long after midnight means
 # every entry stamped before midnight has committed (or rolled back) before the close reads.
 CLOSE_GRACE = dt.timedelta(minutes=1)
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 _SNAPSHOT = sa.text("""
     SELECT a.id AS account_id, a.code, a.currency, b.normal_side,
@@ -178,13 +180,17 @@ def close_all(settings: Settings, day: dt.date | None = None) -> list[dict[str, 
     return [close_ledger(engine, ledger_id, day) for ledger_id in ids]
 
 
-def parse_as_of(raw: str | None) -> dt.date:
-    if raw is None:
-        raise ValidationError("as_of=YYYY-MM-DD is required")
+def parse_as_of(raw: object, *, field: str = "as_of") -> dt.date:
+    """A calendar date written exactly as YYYY-MM-DD (no week dates, no compact forms)."""
+    if not isinstance(raw, str) or not _ISO_DATE.fullmatch(raw):
+        raise ValidationError(f"{field} must be a date as YYYY-MM-DD")
     try:
-        return dt.date.fromisoformat(raw)
+        day = dt.date.fromisoformat(raw)
     except ValueError:
-        raise ValidationError("as_of must be a date as YYYY-MM-DD") from None
+        raise ValidationError(f"{field} is not a real date: {raw}") from None
+    if day >= dt.date.max:
+        raise ValidationError(f"{field} is out of range")
+    return day
 
 
 def balances_as_of(

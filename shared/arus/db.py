@@ -65,11 +65,24 @@ def create_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
         engine = sa.create_engine(url, connect_args=connect_args, **common)
     else:
         raise ConfigError("set ARUS_DATABASE_URL, or ARUS_CLOUDSQL_INSTANCE on Google Cloud")
+    sa.event.listen(engine, "handle_error", _discard_connection_on_driver_fault)
     if autocommit:
         # Each statement is its own transaction at the session's default level: pin it to
         # READ COMMITTED so a server-wide default of SERIALIZABLE cannot change the engine.
         sa.event.listen(engine, "connect", _pin_read_committed)
     return engine
+
+
+def _discard_connection_on_driver_fault(context: sa.engine.ExceptionContext) -> None:
+    """Throw away a connection the driver failed on outside the DB-API's error types.
+
+    pg8000 can raise a plain Python error (UnicodeEncodeError, RecursionError) half-way through
+    a protocol exchange; the connection then holds unread server messages. Returned to the pool,
+    it would hand another request the wrong replies, so only that connection is invalidated.
+    """
+    if not isinstance(context.original_exception, context.dialect.loaded_dbapi.Error):
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False
 
 
 def _pin_read_committed(dbapi_connection: Any, _record: Any) -> None:

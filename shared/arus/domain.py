@@ -30,7 +30,7 @@ MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 _CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,7 @@ def parse_idempotency_key(value: str | None) -> str:
     if value is None or value == "":
         raise IdempotencyKeyRequired("the Idempotency-Key header is required on this request")
     if len(value) > MAX_IDEMPOTENCY_KEY_CHARS or not _PRINTABLE_ASCII.fullmatch(value):
-        raise ValidationError(
-            "Idempotency-Key must be 1-255 printable ASCII characters without spaces"
-        )
+        raise ValidationError("Idempotency-Key must be 1-255 printable ASCII characters")
     return value
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
+import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -38,6 +40,7 @@ from arus.errors import (
 log = logging.getLogger("arus.http")
 
 SURFACES = ("mutations", "reads", "relay", "close")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 JSON_MIMETYPE = "application/json"
 
 
@@ -84,8 +87,35 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+MAX_JSON_DEPTH = 32
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def check_json_values(value: object, *, depth: int = 0, path: str = "body") -> None:
+    """Refuse what PostgreSQL or the encoder cannot store: deep nesting, NUL, lone surrogates."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValidationError(f"{path} is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        if _UNSTORABLE.search(value):
+            raise ValidationError(f"{path} contains a NUL character or a lone surrogate")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_json_values(key, depth=depth + 1, path=f"{path} key")
+            check_json_values(item, depth=depth + 1, path=f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_json_values(item, depth=depth + 1, path=f"{path}[{index}]")
+
+
 def read_json_body(*, required: bool) -> object:
-    """The request's JSON body, strictly: JSON content type, size limit, no NaN, no duplicates."""
+    """The request's JSON body, strictly: JSON content type, size limit, no NaN or infinite
+    numbers, no duplicate keys, bounded nesting, only text PostgreSQL can store."""
     if request.environ.get("arus.payload_too_large"):
         raise PayloadTooLarge("the request body exceeds the size limit")
     raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH: 413 past the limit
@@ -96,11 +126,16 @@ def read_json_body(*, required: bool) -> object:
     if not raw:
         raise InvalidJson("the request body is empty; a JSON object is required")
     try:
-        return json.loads(
-            raw, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys
+        body = json.loads(
+            raw,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_no_duplicate_keys,
         )
     except (ValueError, RecursionError) as exc:
         raise InvalidJson(f"the request body is not valid JSON: {exc}") from None
+    check_json_values(body)
+    return body
 
 
 def _principal(ledger: _Ledger) -> Principal:
@@ -122,6 +157,8 @@ def _register_mutations(app: Flask, ledger: _Ledger) -> None:
         principal.require_write()
         body = read_json_body(required=True)
         key = request.headers.get("Idempotency-Key")
+        if key == "":
+            raise ValidationError("Idempotency-Key, when sent, must be 1-255 printable characters")
         result = posting.create_account(
             ledger.posting_engine,
             ledger_id=principal.ledger_id,
@@ -248,7 +285,7 @@ def _register_close(app: Flask, ledger: _Ledger, *, at_root: bool) -> None:
         body = read_json_body(required=False)
         if not isinstance(body, dict) or set(body) - {"date"}:
             raise ValidationError('the body is {"date": "YYYY-MM-DD"} or empty')
-        day = close.parse_as_of(body["date"]) if "date" in body else None
+        day = close.parse_as_of(body["date"], field="date") if "date" in body else None
         reports = close.close_all(ledger.settings, day)
         failed = [r for r in reports if not r["ok"]]
         if failed:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from arus.money import INT64_MAX
 from arus.schema import accounts, balances, entries, postings
 
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
+_CODE_POSITION = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # string cursors carry an account code
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,10 @@ def decode_cursor(cursor: str | None, *, expect: str, kind: type[int] | type[str
     try:
         position = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         value = position[expect]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
         value = None
     valid = (
-        isinstance(value, str)
+        isinstance(value, str) and _CODE_POSITION.fullmatch(value) is not None
         if kind is str
         else isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= INT64_MAX
     )
@@ -60,7 +62,10 @@ def decode_cursor(cursor: str | None, *, expect: str, kind: type[int] | type[str
 def parse_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    if (
+        not (raw.isascii() and raw.isdigit() and len(raw) <= 3)
+        or not 1 <= int(raw) <= MAX_PAGE_SIZE
+    ):
         raise ValidationError(f"limit must be an integer from 1 to {MAX_PAGE_SIZE}")
     return int(raw)
 
