@@ -236,7 +236,7 @@ def _events(count: int, *, big_at: int | None = None) -> list[OutboxEvent]:
         envelope = {"event_id": event_id, "event_type": "relay.test", "ledger_id": ledger_id,
                     "ledger_seq": i + 1, "occurred_at": "2026-01-01T00:00:00.000000Z",
                     "data": data}  # fmt: skip
-        events.append(OutboxEvent(i + 1, event_id, "relay.test", ledger_id, envelope))
+        events.append(OutboxEvent.from_envelope(i + 1, envelope))
     return events
 
 

@@ -52,7 +52,8 @@ def _claim_batch(batch_size: int) -> sa.Select[Any]:
             outbox_events.c.event_id,
             outbox_events.c.event_type,
             outbox_events.c.ledger_id,
-            outbox_events.c.envelope,
+            # As stored, as text: the relay publishes it without a decode/encode round trip.
+            sa.cast(outbox_events.c.envelope, sa.Text).label("envelope_json"),
         )
         .where(outbox_events.c.published_at.is_(None))
         .order_by(outbox_events.c.id)
@@ -103,7 +104,7 @@ def drain(
                             event_id=str(row.event_id),
                             event_type=row.event_type,
                             ledger_id=str(row.ledger_id),
-                            envelope=row.envelope,
+                            envelope_json=row.envelope_json,
                         )
                         for row in rows
                     ]
