@@ -153,6 +153,13 @@ class Ledger:
         return {"Authorization": f"Bearer {self.write_key}"}
 
     @property
+    def credentials(self) -> Any:
+        """The write key as the posting engine's gateway takes it."""
+        from arus.auth import parse_credentials
+
+        return parse_credentials(f"Bearer {self.write_key}")
+
+    @property
     def read(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.read_key}"}
 

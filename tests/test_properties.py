@@ -447,7 +447,7 @@ def run_operations(
                 "allow_negative": allow_negative}  # fmt: skip
         posting.create_account(
             posting_engine,
-            ledger_id=ledger.ledger_id,
+            credentials=ledger.credentials,
             account=domain.parse_new_account(body),
             idempotency_key=None,
             request_body=body,
@@ -461,7 +461,7 @@ def run_operations(
                 body = {"postings": [line.as_json() for line in arg]}
                 result = posting.post_entry(
                     posting_engine,
-                    ledger_id=ledger.ledger_id,
+                    credentials=ledger.credentials,
                     entry=domain.parse_new_entry(body),
                     idempotency_key=key,
                     request_body=body,
@@ -470,7 +470,7 @@ def run_operations(
                 target = uuid.UUID(committed[arg % len(committed)])
                 result = posting.reverse_entry(
                     posting_engine,
-                    ledger_id=ledger.ledger_id,
+                    credentials=ledger.credentials,
                     reversal=domain.parse_reversal(target, {}),
                     idempotency_key=key,
                     request_body={},
@@ -487,7 +487,7 @@ def run_operations(
             try:
                 again = posting.reverse_entry(
                     posting_engine,
-                    ledger_id=ledger.ledger_id,
+                    credentials=ledger.credentials,
                     reversal=domain.parse_reversal(target, {}),
                     idempotency_key=uuid.uuid4().hex,
                     request_body={},

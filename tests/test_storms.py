@@ -501,7 +501,7 @@ def test_cross_posting_storm_keeps_books_balanced(
                         client,
                         lambda target=target, key=key: posting.reverse_entry(
                             posting_engine,
-                            ledger_id=ledger.ledger_id,
+                            credentials=ledger.credentials,
                             reversal=domain.parse_reversal(uuid.UUID(target), {}),
                             idempotency_key=key,
                             request_body={},
@@ -516,7 +516,7 @@ def test_cross_posting_storm_keeps_books_balanced(
                         client,
                         lambda body=body, key=key: posting.post_entry(
                             posting_engine,
-                            ledger_id=ledger.ledger_id,
+                            credentials=ledger.credentials,
                             entry=domain.parse_new_entry(body),
                             idempotency_key=key,
                             request_body=body,

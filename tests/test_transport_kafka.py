@@ -262,7 +262,7 @@ def test_unreachable_broker_fails_the_batch_and_leaves_rows_unpublished(
         conn.execute(
             sa.text(
                 "SELECT arus_enqueue_event(CAST(:ledger AS uuid), 'relay.test', g, "
-                "clock_timestamp(), jsonb_build_object('n', g)) FROM generate_series(1, 3) g"
+                "clock_timestamp(), json_build_object('n', g)) FROM generate_series(1, 3) g"
             ),
             {"ledger": str(ledger.ledger_id)},
         )

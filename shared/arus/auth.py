@@ -1,13 +1,14 @@
-"""API keys: generated once, stored only as a hash, compared in constant time (SPEC §3).
+"""API keys: generated once, stored only as a hash (SPEC §3).
 
 A key reads `arus_<key id>_<secret>`: the 16-hex-digit id finds the row, the 256-bit secret
-proves possession. The secret is random, so a fast hash (sha256) is as strong as a slow one.
+proves possession. The secret is random, so a fast hash (sha256) is as strong as a slow one,
+and the database compares hashes, never secrets: how long a comparison of sha256(guess) with
+the stored hash takes says nothing an attacker can turn into a better guess (ADR-005).
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 import secrets
 import uuid
@@ -15,30 +16,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.engine import Connection
 
-from arus.errors import Forbidden, NotFound, Unauthenticated, ValidationError
+from arus.errors import NotFound, Unauthenticated, ValidationError
 from arus.schema import api_keys, ledgers
 
 Scope = Literal["read", "write"]
 SCOPES: tuple[Scope, ...] = ("read", "write")
 _KEY = re.compile(r"arus_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 _BEARER = re.compile(r"Bearer[ \t]+([!-~]{1,200})", re.IGNORECASE)  # schemes are case-insensitive
-# Compared against when the key id is unknown, so a miss costs the same as a wrong secret.
-_DUMMY_HASH = hashlib.sha256(b"arus-no-such-key").digest()
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: one ledger, one scope. Every query is filtered by `ledger_id`."""
-
-    key_id: str
-    ledger_id: uuid.UUID
-    scope: Scope
-
-    def require_write(self) -> None:
-        if self.scope != "write":
-            raise Forbidden("this API key is read-only; mutations need a write key")
 
 
 @dataclass(frozen=True)
@@ -78,8 +65,24 @@ def revoke_key(conn: Connection, key_id: str) -> bool:
     return result.rowcount == 1
 
 
-def authenticate(conn: Connection, authorization: str | None) -> Principal:
-    """The principal behind an `Authorization: Bearer` header, or Unauthenticated."""
+@dataclass(frozen=True)
+class Credentials:
+    """A well-formed key from the request: its id and the sha256 of its secret.
+
+    Whether the key exists, is unrevoked and may write is decided by the database in the same
+    call as the work (`arus_authorize`, ledger/sql/access.sql): one round trip per request, and
+    a revoked key fails on the very next one.
+    """
+
+    key_id: str
+    secret_hash: bytes
+
+    def as_params(self) -> dict[str, object]:
+        return {"key_id": self.key_id, "secret_hash": self.secret_hash}
+
+
+def parse_credentials(authorization: str | None) -> Credentials:
+    """The credentials of an `Authorization: Bearer` header, or Unauthenticated."""
     if not authorization:
         raise Unauthenticated("missing Authorization: Bearer <api key> header")
     bearer = _BEARER.fullmatch(authorization.strip())
@@ -87,12 +90,23 @@ def authenticate(conn: Connection, authorization: str | None) -> Principal:
     if parts is None:
         raise Unauthenticated("malformed API key")
     key_id, secret = parts.groups()
-    row = conn.execute(
-        sa.select(api_keys.c.ledger_id, api_keys.c.scope, api_keys.c.secret_hash).where(
-            api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)
-        )
-    ).first()
-    stored = bytes(row.secret_hash) if row is not None else _DUMMY_HASH
-    if not hmac.compare_digest(stored, _hash(secret)) or row is None:
-        raise Unauthenticated("unknown or revoked API key")
-    return Principal(key_id=key_id, ledger_id=row.ledger_id, scope=row.scope)
+    return Credentials(key_id=key_id, secret_hash=_hash(secret))
+
+
+_AUTHORIZE = sa.text("SELECT arus_authorize(:key_id, :secret_hash, :scope)").columns(
+    sa.column("ledger_id", UUID(as_uuid=True))
+)
+
+
+def authorize(conn: Connection, credentials: Credentials, *, scope: Scope) -> uuid.UUID:
+    """The ledger these credentials may use with `scope`; Unauthenticated or Forbidden else."""
+    from arus.errors import from_database
+
+    try:
+        ledger_id = conn.execute(_AUTHORIZE, {**credentials.as_params(), "scope": scope})
+        return uuid.UUID(str(ledger_id.scalar_one()))
+    except sa.exc.DBAPIError as exc:
+        domain = from_database(exc.orig) if exc.orig is not None else None
+        if domain is None:
+            raise
+        raise domain from None

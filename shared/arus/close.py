@@ -163,7 +163,7 @@ def close_ledger(
         conn.execute(
             sa.text(
                 "SELECT arus_enqueue_event(:ledger, 'ledger.closed', NULL, clock_timestamp(), "
-                "CAST(:report AS jsonb))"
+                "CAST(:report AS json))"
             ),
             {"ledger": ledger_id, "report": json.dumps(report)},
         )

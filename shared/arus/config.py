@@ -32,6 +32,7 @@ class Settings:
     relay_batch_size: int = 100
     relay_time_budget_s: float = 50.0
     max_body_bytes: int = 1024 * 1024
+    max_batch_body_bytes: int = 8 * 1024 * 1024
     log_format: str = "text"
     log_level: str = "INFO"
 
@@ -98,6 +99,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         relay_batch_size=_int(env, "ARUS_RELAY_BATCH_SIZE", 100),
         relay_time_budget_s=_float(env, "ARUS_RELAY_TIME_BUDGET_S", 50.0),
         max_body_bytes=_int(env, "ARUS_MAX_BODY_BYTES", 1024 * 1024),
+        max_batch_body_bytes=_int(env, "ARUS_MAX_BATCH_BODY_BYTES", 8 * 1024 * 1024),
         # Cloud Run sets K_SERVICE: log JSON there so Cloud Logging reads severity and fields.
         log_format=(env.get("ARUS_LOG_FORMAT") or ("json" if env.get("K_SERVICE") else "text")),
         log_level=(env.get("ARUS_LOG_LEVEL") or "INFO").upper(),

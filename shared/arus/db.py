@@ -51,7 +51,9 @@ def create_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
         "isolation_level": "AUTOCOMMIT" if autocommit else "READ COMMITTED",
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
-        "pool_pre_ping": True,
+        # The request path (autocommit) pings nothing: a dead connection fails on use and the
+        # gateway retries on a fresh one (arus.posting.call_engine). Jobs keep the ping.
+        "pool_pre_ping": not autocommit,
         "pool_recycle": 1800,
     }
     if settings.cloudsql_instance:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from arus.errors import IdempotencyKeyRequired, ValidationError
+from arus.errors import ArusError, IdempotencyKeyRequired, ValidationError
 from arus.money import parse_amount_minor, parse_currency
 
 AccountType = Literal["asset", "expense", "liability", "equity", "revenue"]
@@ -239,3 +239,63 @@ def parse_reversal(entry_id: uuid.UUID, body: object) -> Reversal:
         ),
         effective_date=_date(data.get("effective_date"), field="effective_date"),
     )
+
+
+MAX_BATCH_ITEMS = 1000
+MAX_BATCH_POSTINGS = 10_000
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    idempotency_key: str
+    entry: NewEntry
+    request_body: dict[str, Any]  # the item without its key: what a single POST would carry
+
+
+@dataclass(frozen=True)
+class NewBatch:
+    # Each item parsed, or the error it fails with: an invalid item fails alone (or, in an
+    # atomic batch, fails the batch at its index), exactly as it would as a single POST.
+    items: tuple[BatchItem | ArusError, ...]
+    atomic: bool
+
+
+def parse_batch(body: object) -> NewBatch:
+    """`{"entries": [item, ...], "atomic": false}` (SPEC §3.1): each item is the body of
+    POST /v1/entries plus its `idempotency_key`, held to exactly the single-entry rules.
+    What makes the request no batch at all (not an object, `entries` missing, empty or too
+    long, too many postings, a key used twice) is a ValidationError for the whole request."""
+    data = _object(body, allowed=frozenset({"entries", "atomic"}), required=frozenset({"entries"}))
+    atomic = data.get("atomic", False)
+    if not isinstance(atomic, bool):
+        raise ValidationError("atomic must be true or false")
+    raw_items = data["entries"]
+    if not isinstance(raw_items, list) or not 1 <= len(raw_items) <= MAX_BATCH_ITEMS:
+        raise ValidationError(f"entries must be a list of 1 to {MAX_BATCH_ITEMS} entries")
+    items: list[BatchItem | ArusError] = []
+    seen: set[str] = set()
+    postings = 0
+    for index, raw in enumerate(raw_items):
+        if isinstance(raw, dict) and isinstance(raw.get("postings"), list):
+            postings += len(raw["postings"])
+        if postings > MAX_BATCH_POSTINGS:
+            raise ValidationError(f"a batch has at most {MAX_BATCH_POSTINGS} postings in all")
+        key = raw.get("idempotency_key") if isinstance(raw, dict) else None
+        if isinstance(key, str) and key in seen:
+            raise ValidationError(f"entries[{index}].idempotency_key is used twice in this batch")
+        if isinstance(key, str):
+            seen.add(key)
+        try:
+            if not isinstance(raw, dict):
+                raise ValidationError("the entry must be a JSON object")
+            request_body = {k: v for k, v in raw.items() if k != "idempotency_key"}
+            item = BatchItem(
+                idempotency_key=parse_idempotency_key(key),
+                entry=parse_new_entry(request_body),
+                request_body=request_body,
+            )
+        except ArusError as exc:
+            items.append(type(exc)(f"entries[{index}]: {exc.message}", index=index))
+            continue
+        items.append(item)
+    return NewBatch(items=tuple(items), atomic=atomic)

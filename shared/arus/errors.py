@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 
@@ -11,12 +12,16 @@ class ArusError(Exception):
     code: ClassVar[str] = "internal"
     status: ClassVar[int] = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, index: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.index = index  # the failing item of an atomic batch
 
     def to_json(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message}}
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.index is not None:
+            error["index"] = self.index
+        return {"error": error}
 
 
 class Unauthenticated(ArusError):
@@ -117,7 +122,8 @@ def from_database(orig: BaseException) -> ArusError | None:
     fields = orig.args[0] if orig.args and isinstance(orig.args[0], dict) else {}
     hint, message = fields.get("H"), fields.get("M", "")
     if fields.get("C") == "P0001" and hint in BY_CODE:
-        return BY_CODE[hint](message)
+        detail = re.fullmatch(r"index=(\d+)", fields.get("D", ""))
+        return BY_CODE[hint](message, index=int(detail.group(1)) if detail else None)
     constraint = fields.get("n")
     if constraint in _CONSTRAINTS:
         cls = _CONSTRAINTS[constraint]

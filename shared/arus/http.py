@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from arus import domain, logs, posting, queries
-from arus.auth import Principal, authenticate
+from arus.auth import Credentials, authorize, parse_credentials
 from arus.config import Settings, load_settings
 from arus.db import get_engine
 from arus.errors import (
@@ -59,11 +59,13 @@ class _Ledger:
             return self._settings
 
     @property
-    def engine(self) -> Engine:
+    def jobs_engine(self) -> Engine:
+        """Transactions for the relay and the close (not on the request path)."""
         return get_engine(self.settings)
 
     @property
-    def posting_engine(self) -> Engine:
+    def engine(self) -> Engine:
+        """The request path's one pool: every statement its own transaction, one round trip."""
         return get_engine(self.settings, autocommit=True)
 
 
@@ -113,12 +115,14 @@ def check_json_values(value: object, *, depth: int = 0, path: str = "body") -> N
             check_json_values(item, depth=depth + 1, path=f"{path}[{index}]")
 
 
-def read_json_body(*, required: bool) -> object:
+def read_json_body(*, required: bool, max_bytes: int | None = None) -> object:
     """The request's JSON body, strictly: JSON content type, size limit, no NaN or infinite
     numbers, no duplicate keys, bounded nesting, only text PostgreSQL can store."""
     if request.environ.get("arus.payload_too_large"):
         raise PayloadTooLarge("the request body exceeds the size limit")
     raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH: 413 past the limit
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise PayloadTooLarge(f"the request body exceeds the size limit of {max_bytes} bytes")
     if not raw and not required:
         return {}
     if request.mimetype != JSON_MIMETYPE:
@@ -138,9 +142,22 @@ def read_json_body(*, required: bool) -> object:
     return body
 
 
-def _principal(ledger: _Ledger) -> Principal:
-    with ledger.engine.connect() as conn:
-        return authenticate(conn, request.headers.get("Authorization"))
+def _credentials() -> Credentials:
+    return parse_credentials(request.headers.get("Authorization"))
+
+
+def _authorized_parse(ledger: _Ledger, credentials: Credentials, parse: Callable[[], Any]) -> Any:
+    """Parse a mutation's request; when it fails, answer 401/403 first if that is the truth.
+
+    Success costs no extra round trip (the engine call authorises); only a refused request
+    asks the database who is calling, so the answer's precedence is as if it had asked first.
+    """
+    try:
+        return parse()
+    except ArusError:
+        with ledger.engine.connect() as conn:
+            authorize(conn, credentials, scope="write")
+        raise
 
 
 def _mutation_response(result: posting.MutationResult, location: str) -> Response:
@@ -151,51 +168,81 @@ def _mutation_response(result: posting.MutationResult, location: str) -> Respons
 
 
 def _register_mutations(app: Flask, ledger: _Ledger) -> None:
+    limits = ledger.settings
+
     @app.post("/v1/accounts")
     def create_account() -> Response:
-        principal = _principal(ledger)
-        principal.require_write()
-        body = read_json_body(required=True)
-        key = request.headers.get("Idempotency-Key")
-        if key == "":
-            raise ValidationError("Idempotency-Key, when sent, must be 1-255 printable characters")
+        credentials = _credentials()
+
+        def parse() -> tuple[object, domain.NewAccount, str | None]:
+            body = read_json_body(required=True, max_bytes=limits.max_body_bytes)
+            key = request.headers.get("Idempotency-Key")
+            if key == "":
+                raise ValidationError(
+                    "Idempotency-Key, when sent, must be 1-255 printable characters"
+                )
+            parsed_key = None if key is None else domain.parse_idempotency_key(key)
+            return body, domain.parse_new_account(body), parsed_key
+
+        body, account, key = _authorized_parse(ledger, credentials, parse)
         result = posting.create_account(
-            ledger.posting_engine,
-            ledger_id=principal.ledger_id,
-            account=domain.parse_new_account(body),
-            idempotency_key=None if key is None else domain.parse_idempotency_key(key),
+            ledger.engine,
+            credentials=credentials,
+            account=account,
+            idempotency_key=key,
             request_body=body,
         )
         return _mutation_response(result, f"/v1/accounts/{result.body['id']}")
 
     @app.post("/v1/entries")
     def create_entry() -> Response:
-        principal = _principal(ledger)
-        principal.require_write()
-        key = domain.parse_idempotency_key(request.headers.get("Idempotency-Key"))
-        body = read_json_body(required=True)
+        credentials = _credentials()
+
+        def parse() -> tuple[str, object, domain.NewEntry]:
+            key = domain.parse_idempotency_key(request.headers.get("Idempotency-Key"))
+            body = read_json_body(required=True, max_bytes=limits.max_body_bytes)
+            return key, body, domain.parse_new_entry(body)
+
+        key, body, entry = _authorized_parse(ledger, credentials, parse)
         result = posting.post_entry(
-            ledger.posting_engine,
-            ledger_id=principal.ledger_id,
-            entry=domain.parse_new_entry(body),
+            ledger.engine,
+            credentials=credentials,
+            entry=entry,
             idempotency_key=key,
             request_body=body,
         )
         return _mutation_response(result, f"/v1/entries/{result.body['id']}")
 
+    @app.post("/v1/entries/batch")
+    def create_batch() -> Response:
+        credentials = _credentials()
+        batch = _authorized_parse(
+            ledger,
+            credentials,
+            lambda: domain.parse_batch(
+                read_json_body(required=True, max_bytes=limits.max_batch_body_bytes)
+            ),
+        )
+        results = posting.post_batch(ledger.engine, credentials=credentials, batch=batch)
+        return _json_response({"results": results}, 200)
+
     @app.post("/v1/entries/<entry_id>/reverse")
     def reverse_entry(entry_id: str) -> Response:
-        principal = _principal(ledger)
-        principal.require_write()
-        parsed_id = domain.parse_object_id(entry_id)
-        if parsed_id is None:
-            raise NotFound(f"no entry {entry_id}")
-        key = domain.parse_idempotency_key(request.headers.get("Idempotency-Key"))
-        body = read_json_body(required=False)
+        credentials = _credentials()
+
+        def parse() -> tuple[str, object, domain.Reversal]:
+            parsed_id = domain.parse_object_id(entry_id)
+            if parsed_id is None:
+                raise NotFound(f"no entry {entry_id}")
+            key = domain.parse_idempotency_key(request.headers.get("Idempotency-Key"))
+            body = read_json_body(required=False, max_bytes=limits.max_body_bytes)
+            return key, body, domain.parse_reversal(parsed_id, body)
+
+        key, body, reversal = _authorized_parse(ledger, credentials, parse)
         result = posting.reverse_entry(
-            ledger.posting_engine,
-            ledger_id=principal.ledger_id,
-            reversal=domain.parse_reversal(parsed_id, body),
+            ledger.engine,
+            credentials=credentials,
+            reversal=reversal,
             idempotency_key=key,
             request_body=body,
         )
@@ -204,18 +251,19 @@ def _register_mutations(app: Flask, ledger: _Ledger) -> None:
 
 def _register_reads(app: Flask, ledger: _Ledger) -> None:
     def read(use_case: Callable[..., Any], *args: Any, paged: bool = False) -> Response:
-        principal = _principal(ledger)
+        credentials = _credentials()
         with ledger.engine.connect() as conn:
+            ledger_id = authorize(conn, credentials, scope="read")
             if paged:
                 page = use_case(
                     conn,
-                    principal.ledger_id,
+                    ledger_id,
                     *args,
                     limit=queries.parse_limit(request.args.get("limit")),
                     cursor=request.args.get("cursor"),
                 )
                 return _json_response(page.to_json(), 200)
-            return _json_response(use_case(conn, principal.ledger_id, *args), 200)
+            return _json_response(use_case(conn, ledger_id, *args), 200)
 
     @app.get("/v1/accounts")
     def list_accounts() -> Response:
@@ -245,11 +293,11 @@ def _register_reads(app: Flask, ledger: _Ledger) -> None:
     def balances_as_of() -> Response:
         from arus import close
 
-        principal = _principal(ledger)
+        credentials = _credentials()
         with ledger.engine.connect() as conn:
             body = close.balances_as_of(
                 conn,
-                principal.ledger_id,
+                authorize(conn, credentials, scope="read"),
                 request.args.get("as_of"),
                 limit=queries.parse_limit(request.args.get("limit")),
                 cursor=request.args.get("cursor"),
@@ -282,7 +330,7 @@ def _register_close(app: Flask, ledger: _Ledger, *, at_root: bool) -> None:
     def run_close() -> Response:
         from arus import close
 
-        body = read_json_body(required=False)
+        body = read_json_body(required=False, max_bytes=ledger.settings.max_body_bytes)
         if not isinstance(body, dict) or set(body) - {"date"}:
             raise ValidationError('the body is {"date": "YYYY-MM-DD"} or empty')
         day = close.parse_as_of(body["date"], field="date") if "date" in body else None
@@ -337,7 +385,9 @@ def create_app(settings: Settings | None = None, *, surfaces: Iterable[str] = SU
     assert not unknown, f"unknown surfaces {unknown}"
     app = Flask("arus")
     ledger = _Ledger(settings)
-    app.config["MAX_CONTENT_LENGTH"] = (settings or ledger.settings).max_body_bytes
+    limits = settings or ledger.settings
+    # The largest body any route takes; each route then holds its own limit (read_json_body).
+    app.config["MAX_CONTENT_LENGTH"] = max(limits.max_body_bytes, limits.max_batch_body_bytes)
     if "mutations" in surfaces:
         _register_mutations(app, ledger)
     if "reads" in surfaces:

@@ -1,17 +1,16 @@
-"""The posting engine: one use case per mutation, each one transaction in one round trip.
+"""The gateway to the posting engine: one use case per mutation, each one call in one round trip.
 
-The SQL lives in the migrations as functions (arus_post_entry, arus_reverse_entry,
-arus_create_account): claim the idempotency key, lock balance rows in ascending account id,
-refuse overdrafts and int64 overflow, write entry, postings, balances, the stored response and
-the outbox event, all in the statement's own transaction. Here we call them with bound
-parameters on the autocommit posting engine (the statement is the transaction) and map their
-errors to the domain. See docs/adr/003-ordered-row-locks-read-committed.md.
+The SQL lives in arus/ledger/sql/posting.sql (arus_post_entry, arus_post_batch,
+arus_reverse_entry, arus_create_account): authorise the key, claim the idempotency key, lock
+balance rows in ascending account id, refuse overdrafts and int64 overflow, write entries,
+postings, balances, the stored response and the outbox event, all in the statement's own
+transaction. Here we call them with bound parameters on the autocommit engine (the statement is
+the transaction) and map their errors to the domain. See docs/adr/005-set-based-engine.md.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,8 +20,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from arus import errors
-from arus.domain import NewAccount, NewEntry, Reversal
+from arus.auth import Credentials
+from arus.domain import NewAccount, NewBatch, NewEntry, Reversal
 from arus.idempotency import fingerprint
+
+ENTRY_OPERATION = "POST /v1/entries"  # a batch item is the same request as a single POST
 
 
 @dataclass(frozen=True)
@@ -46,29 +48,59 @@ def domain_errors() -> Iterator[None]:
         raise domain from None
 
 
-def _call(engine: Engine, statement: sa.TextClause, params: dict[str, Any]) -> MutationResult:
-    with domain_errors(), engine.connect() as conn:
-        # The statement is the transaction: `engine` must be get_engine(..., autocommit=True).
-        outcome = conn.execute(statement, params).scalar_one()
-    if isinstance(outcome, str):  # drivers that hand jsonb back as text
+def call_engine(
+    engine: Engine,
+    statement: sa.TextClause,
+    params: dict[str, Any],
+    *,
+    retry_safe: bool,
+    batch: bool = False,
+) -> Any:
+    """Run one engine call; on a connection found dead, once more on a fresh one.
+
+    There is no pre-ping per checkout: a pooled connection that died (database restart, idle
+    timeout) fails on use, SQLAlchemy invalidates it, and the call is repeated. That is safe
+    for every call with an idempotency key (the claim replays if the first attempt committed)
+    and for reads; an account created without a key is not retried.
+    """
+    for attempt in (1, 2):
+        try:
+            with domain_errors(), engine.connect() as conn:
+                # The statement is the transaction: `engine` must be get_engine(settings).
+                outcome = conn.execute(statement, params).scalar_one()
+            break
+        except errors.ArusError as exc:
+            if not batch:
+                exc.index = None  # a single request is not an item of anything
+            raise
+        except sa.exc.DBAPIError as exc:
+            if not (exc.connection_invalidated and retry_safe and attempt == 1):
+                raise
+    if isinstance(outcome, str):  # drivers that hand json back as text
         outcome = json.loads(outcome)
+    return outcome
+
+
+def _result(outcome: dict[str, Any]) -> MutationResult:
+    replayed = bool(outcome["replayed"])
     return MutationResult(
-        status=200 if outcome["replayed"] else int(outcome["status"]),
-        body=outcome["body"],
-        replayed=bool(outcome["replayed"]),
+        status=200 if replayed else int(outcome["status"]), body=outcome["body"], replayed=replayed
     )
 
 
 _CREATE_ACCOUNT = sa.text(
-    "SELECT arus_create_account(CAST(:ledger AS uuid), :key, :fingerprint, :code, :name, "
+    "SELECT arus_create_account(:key_id, :secret_hash, :key, :fingerprint, :code, :name, "
     ":type, :currency, :allow_negative, CAST(:metadata AS jsonb))"
 )
 _POST_ENTRY = sa.text(
-    "SELECT arus_post_entry(CAST(:ledger AS uuid), :key, :fingerprint, :description, "
+    "SELECT arus_post_entry(:key_id, :secret_hash, :key, :fingerprint, :description, "
     "CAST(:effective_date AS date), CAST(:metadata AS jsonb), CAST(:lines AS jsonb))"
 )
+_POST_BATCH = sa.text(
+    "SELECT arus_post_batch(:key_id, :secret_hash, CAST(:items AS jsonb), :atomic)"
+)
 _REVERSE_ENTRY = sa.text(
-    "SELECT arus_reverse_entry(CAST(:ledger AS uuid), :key, :fingerprint, "
+    "SELECT arus_reverse_entry(:key_id, :secret_hash, :key, :fingerprint, "
     "CAST(:entry_id AS uuid), :description, CAST(:effective_date AS date))"
 )
 
@@ -76,37 +108,28 @@ _REVERSE_ENTRY = sa.text(
 def create_account(
     engine: Engine,
     *,
-    ledger_id: uuid.UUID,
+    credentials: Credentials,
     account: NewAccount,
     idempotency_key: str | None,
     request_body: object,
 ) -> MutationResult:
-    return _call(
-        engine,
-        _CREATE_ACCOUNT,
-        {
-            "ledger": str(ledger_id),
-            "key": idempotency_key,
-            "fingerprint": fingerprint(operation="POST /v1/accounts", body=request_body),
-            "code": account.code,
-            "name": account.name,
-            "type": account.type,
-            "currency": account.currency,
-            "allow_negative": account.allow_negative,
-            "metadata": json.dumps(account.metadata),
-        },
-    )
+    params = {
+        **credentials.as_params(),
+        "key": idempotency_key,
+        "fingerprint": fingerprint(operation="POST /v1/accounts", body=request_body),
+        "code": account.code,
+        "name": account.name,
+        "type": account.type,
+        "currency": account.currency,
+        "allow_negative": account.allow_negative,
+        "metadata": json.dumps(account.metadata),
+    }
+    outcome = call_engine(engine, _CREATE_ACCOUNT, params, retry_safe=idempotency_key is not None)
+    return _result(outcome)
 
 
-def post_entry(
-    engine: Engine,
-    *,
-    ledger_id: uuid.UUID,
-    entry: NewEntry,
-    idempotency_key: str,
-    request_body: object,
-) -> MutationResult:
-    lines = [
+def _lines(entry: NewEntry) -> list[dict[str, Any]]:
+    return [
         {
             **line.account.as_json(),
             "direction": line.direction,
@@ -115,40 +138,70 @@ def post_entry(
         }
         for line in entry.postings
     ]
-    return _call(
-        engine,
-        _POST_ENTRY,
-        {
-            "ledger": str(ledger_id),
-            "key": idempotency_key,
-            "fingerprint": fingerprint(operation="POST /v1/entries", body=request_body),
-            "description": entry.description,
-            "effective_date": entry.effective_date.isoformat(),
-            "metadata": json.dumps(entry.metadata),
-            "lines": json.dumps(lines),
-        },
-    )
+
+
+def post_entry(
+    engine: Engine,
+    *,
+    credentials: Credentials,
+    entry: NewEntry,
+    idempotency_key: str,
+    request_body: object,
+) -> MutationResult:
+    params = {
+        **credentials.as_params(),
+        "key": idempotency_key,
+        "fingerprint": fingerprint(operation=ENTRY_OPERATION, body=request_body),
+        "description": entry.description,
+        "effective_date": entry.effective_date.isoformat(),
+        "metadata": json.dumps(entry.metadata),
+        "lines": json.dumps(_lines(entry)),
+    }
+    return _result(call_engine(engine, _POST_ENTRY, params, retry_safe=True))
+
+
+def post_batch(engine: Engine, *, credentials: Credentials, batch: NewBatch) -> list[Any]:
+    """Post a batch; returns one result per item (SPEC §3.1). An atomic batch that fails raises
+    the first failing item's error, with its `index`."""
+    items: list[dict[str, Any]] = []
+    for item in batch.items:
+        if isinstance(item, errors.ArusError):
+            # Judged in its place by the engine: it fails alone, or fails an atomic batch there.
+            items.append({"error": {"code": item.code, "status": item.status,
+                                    "message": item.message}})  # fmt: skip
+            continue
+        items.append(
+            {
+                "key": item.idempotency_key,
+                "fingerprint": fingerprint(operation=ENTRY_OPERATION, body=item.request_body),
+                "description": item.entry.description,
+                "effective_date": item.entry.effective_date.isoformat(),
+                "metadata": item.entry.metadata,
+                "lines": _lines(item.entry),
+            }
+        )
+    params = {**credentials.as_params(), "items": json.dumps(items), "atomic": batch.atomic}
+    outcome = call_engine(engine, _POST_BATCH, params, retry_safe=True, batch=True)
+    results: list[Any] = outcome["results"]
+    return results
 
 
 def reverse_entry(
     engine: Engine,
     *,
-    ledger_id: uuid.UUID,
+    credentials: Credentials,
     reversal: Reversal,
     idempotency_key: str,
     request_body: object,
 ) -> MutationResult:
-    return _call(
-        engine,
-        _REVERSE_ENTRY,
-        {
-            "ledger": str(ledger_id),
-            "key": idempotency_key,
-            "fingerprint": fingerprint(
-                operation=f"POST /v1/entries/{reversal.entry_id}/reverse", body=request_body
-            ),
-            "entry_id": str(reversal.entry_id),
-            "description": reversal.description,
-            "effective_date": reversal.effective_date.isoformat(),
-        },
-    )
+    params = {
+        **credentials.as_params(),
+        "key": idempotency_key,
+        "fingerprint": fingerprint(
+            operation=f"POST /v1/entries/{reversal.entry_id}/reverse", body=request_body
+        ),
+        "entry_id": str(reversal.entry_id),
+        "description": reversal.description,
+        "effective_date": reversal.effective_date.isoformat(),
+    }
+    return _result(call_engine(engine, _REVERSE_ENTRY, params, retry_safe=True))

@@ -7,7 +7,7 @@ code touches, so statements stay visible SQL with typed columns.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import BYTEA, JSONB, UUID
+from sqlalchemy.dialects.postgresql import BYTEA, JSON, JSONB, UUID
 
 metadata = sa.MetaData()
 
@@ -97,6 +97,6 @@ outbox_events = sa.Table(
     sa.Column("event_type", sa.Text, nullable=False),
     sa.Column("ledger_seq", sa.BigInteger),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("envelope", JSONB, nullable=False),
+    sa.Column("envelope", JSON, nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True)),
 )

@@ -1,0 +1,1 @@
+"""The ledger: the posting engine's SQL (`sql/`) and how migrations apply it."""

@@ -1,0 +1,483 @@
+-- The posting engine. Every mutation is one call to one of the public functions at the end of
+-- this file, so it reaches PostgreSQL in one round trip, authorised inside the call. Errors are
+-- raised with the API error code in HINT (and, for a batch item, its index in DETAIL); the
+-- Python gateway maps them to domain exceptions.
+--
+-- Lock order, the same for every writer, so writers never deadlock:
+--   1. idempotency keys, claimed in ascending key order (a concurrent request with the same key
+--      waits on the unique index, then replays the stored response);
+--   2. balance rows, locked in ascending account id, all of a call's accounts in one statement;
+--   3. the ledger row (the gap-free ledger_seq), taken once per call, as late as possible:
+--      after it come only the entry, postings, outbox and stored-response writes.
+
+-- Claims (ledger, key) for one request. Returns NULL when the key is fresh, else the replay
+-- `{"status": 200, "entry"|"body": ..., "replayed": true}` of the stored response.
+CREATE OR REPLACE FUNCTION arus_claim_idempotency_key(p_ledger uuid, p_key text, p_fingerprint text)
+RETURNS json LANGUAGE plpgsql AS $$
+DECLARE
+    v_claim record;
+BEGIN
+    INSERT INTO idempotency_keys (ledger_id, key, fingerprint)
+    VALUES (p_ledger, p_key, p_fingerprint)
+    ON CONFLICT (ledger_id, key) DO NOTHING;
+    IF FOUND THEN
+        RETURN NULL;
+    END IF;
+    -- A new statement, so a new READ COMMITTED snapshot: it sees the claim we waited for.
+    SELECT fingerprint, response INTO STRICT v_claim
+    FROM idempotency_keys WHERE ledger_id = p_ledger AND key = p_key;
+    IF v_claim.fingerprint <> p_fingerprint THEN
+        RAISE EXCEPTION 'this Idempotency-Key was already used with a different request'
+            USING ERRCODE = 'P0001', HINT = 'idempotency_conflict';
+    END IF;
+    ASSERT v_claim.response IS NOT NULL, 'a committed idempotency claim has its response';
+    RETURN json_build_object('status', 200, 'body', v_claim.response, 'replayed', true);
+END $$;
+
+-- One outbox row: the SPEC §4 envelope, exactly as it will be published.
+CREATE OR REPLACE FUNCTION arus_enqueue_event(
+    p_ledger uuid, p_event_type text, p_ledger_seq bigint, p_occurred_at timestamptz,
+    p_data json
+) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_event_id uuid := gen_random_uuid();
+BEGIN
+    INSERT INTO outbox_events (event_id, ledger_id, event_type, ledger_seq, occurred_at, envelope)
+    VALUES (v_event_id, p_ledger, p_event_type, p_ledger_seq, p_occurred_at,
+            json_build_object(
+                'event_id', v_event_id, 'event_type', p_event_type, 'ledger_id', p_ledger,
+                'ledger_seq', p_ledger_seq, 'occurred_at', arus_timestamp(p_occurred_at),
+                'data', p_data));
+END $$;
+
+-- The core: writes the entries of p_items in request order, each judged exactly like a single
+-- entry on the balances the items before it left. p_items is a JSON array of
+--   {key, fingerprint, description, effective_date, metadata, reverses,
+--    lines: [{account_id | account_code, direction, amount, currency?}]}
+-- already shape-checked by the Python commands. p_claimed: the caller has claimed the keys.
+-- p_atomic: the first failing item raises (nothing is written); otherwise a failing item only
+-- releases its claim. Returns {"results": [...]}, one result per item in request order.
+CREATE OR REPLACE FUNCTION arus_write_entries(
+    p_ledger uuid, p_items jsonb, p_atomic boolean, p_claimed boolean
+) RETURNS json LANGUAGE plpgsql AS $$
+DECLARE
+    c_int64_max constant numeric := 9223372036854775807;
+    c_int64_min constant numeric := -9223372036854775808;
+    v_n constant int := jsonb_array_length(p_items);
+    v_new boolean[];           -- per item: its key was claimed here (false: replay or conflict)
+    v_results json[];          -- per item: its result
+    v_written int[] := '{}';   -- items that passed, in request order
+    v_released text[] := '{}'; -- keys of failed items, whose claims are given back
+    -- Per resolved posting line, ordered by (item, position):
+    v_item int[]; v_pos int[]; v_account uuid[]; v_code text[]; v_currency text[];
+    v_want text[]; v_direction text[]; v_amount bigint[]; v_delta numeric[];
+    v_start bigint[]; v_negative boolean[];
+    v_resolved int[];          -- per item: how many of its lines name a known account
+    v_lo int := 1;
+    v_hi int;
+    v_lines int;
+    v_fail_code text;
+    v_fail_message text;
+    v_missing int;
+    v_mismatch record;
+    v_unbalanced text;
+    v_too_large text;
+    v_overflow text;
+    v_overdraft text;
+    v_upd_ids uuid[];
+    v_upd_balances bigint[];
+    v_upd_counts int[];
+    v_entry_ids uuid[];
+    v_postings json[];
+    v_bodies json[];
+    v_body_items int[];
+    v_seq bigint;
+    v_now timestamptz;
+    v_replay record;
+BEGIN
+    ASSERT v_n BETWEEN 1 AND 1000, 'a call writes 1..1000 entries';
+
+    -- 1. Idempotency claims, in ascending key order.
+    IF p_claimed THEN
+        v_new := array_fill(true, ARRAY[v_n]);
+        v_results := array_fill(NULL::json, ARRAY[v_n]);
+    ELSE
+        WITH claimed AS (
+            INSERT INTO idempotency_keys (ledger_id, key, fingerprint)
+            SELECT p_ledger, i.value ->> 'key', i.value ->> 'fingerprint'
+            FROM jsonb_array_elements(p_items) AS i (value)
+            WHERE NOT i.value ? 'error'
+            ORDER BY i.value ->> 'key'
+            ON CONFLICT (ledger_id, key) DO NOTHING
+            RETURNING key
+        )
+        SELECT array_agg(c.key IS NOT NULL ORDER BY i.ord),
+               array_agg(CASE WHEN i.value ? 'error' THEN json_build_object(
+                   'status', (i.value -> 'error' ->> 'status')::int, 'error', json_build_object(
+                       'code', i.value -> 'error' ->> 'code',
+                       'message', i.value -> 'error' ->> 'message')) END ORDER BY i.ord)
+        INTO v_new, v_results
+        FROM jsonb_array_elements(p_items) WITH ORDINALITY AS i (value, ord)
+        LEFT JOIN claimed c ON c.key = i.value ->> 'key';
+        -- The keys we did not claim were committed by others: a new statement sees them.
+        FOR v_replay IN
+            SELECT i.ord::int AS item, k.fingerprint = i.value ->> 'fingerprint' AS same,
+                   k.response
+            FROM jsonb_array_elements(p_items) WITH ORDINALITY AS i (value, ord)
+            JOIN idempotency_keys k ON k.ledger_id = p_ledger AND k.key = i.value ->> 'key'
+            WHERE NOT v_new[i.ord] AND NOT i.value ? 'error'
+        LOOP
+            IF v_replay.same THEN
+                ASSERT v_replay.response IS NOT NULL, 'a committed claim has its response';
+                v_results[v_replay.item] := json_build_object(
+                    'status', 200, 'entry', v_replay.response, 'replayed', true);
+            ELSE
+                v_results[v_replay.item] := json_build_object('status', 409, 'error',
+                    json_build_object('code', 'idempotency_conflict', 'message',
+                        'this Idempotency-Key was already used with a different request'));
+            END IF;
+        END LOOP;
+    END IF;
+
+    -- 2. Resolve every line of the new items and lock their balance rows, ascending account
+    --    id, in one statement. A line naming no account of this ledger is simply absent.
+    SELECT array_agg(r.item ORDER BY r.item, r.pos), array_agg(r.pos ORDER BY r.item, r.pos),
+           array_agg(r.account_id ORDER BY r.item, r.pos),
+           array_agg(r.code ORDER BY r.item, r.pos),
+           array_agg(r.currency ORDER BY r.item, r.pos),
+           array_agg(r.want ORDER BY r.item, r.pos),
+           array_agg(r.direction ORDER BY r.item, r.pos),
+           array_agg(r.amount ORDER BY r.item, r.pos),
+           array_agg(CASE WHEN r.direction = r.normal_side THEN r.amount::numeric
+                          ELSE -r.amount::numeric END ORDER BY r.item, r.pos),
+           array_agg(r.balance ORDER BY r.item, r.pos),
+           array_agg(r.allow_negative ORDER BY r.item, r.pos)
+    INTO v_item, v_pos, v_account, v_code, v_currency, v_want, v_direction, v_amount, v_delta,
+         v_start, v_negative
+    FROM (
+        SELECT l.item, l.pos, b.account_id, a.code, a.currency, l.want, l.direction, l.amount,
+               b.normal_side, b.balance, b.allow_negative
+        FROM (
+            SELECT i.ord::int AS item, p.ord::int AS pos,
+                   (p.value ->> 'account_id')::uuid AS account_id,
+                   p.value ->> 'account_code' AS account_code,
+                   p.value ->> 'currency' AS want, p.value ->> 'direction' AS direction,
+                   (p.value ->> 'amount')::bigint AS amount
+            FROM jsonb_array_elements(p_items) WITH ORDINALITY AS i (value, ord),
+                 jsonb_array_elements(i.value -> 'lines') WITH ORDINALITY AS p (value, ord)
+            WHERE v_new[i.ord]
+        ) l
+        JOIN accounts a ON a.ledger_id = p_ledger
+                       AND (a.id = l.account_id OR a.code = l.account_code)
+        JOIN balances b ON b.account_id = a.id
+        ORDER BY b.account_id
+        FOR UPDATE OF b
+    ) r;
+
+    SELECT array_agg(coalesce(c.n, 0) ORDER BY g.item) INTO v_resolved
+    FROM generate_series(1, v_n) AS g (item)
+    LEFT JOIN (SELECT x.item, count(*)::int AS n FROM unnest(v_item) AS x (item) GROUP BY 1) c
+           ON c.item = g.item;
+
+    -- 3. Judge each new item in request order against the balances as they now stand.
+    FOR i IN 1 .. v_n LOOP
+        IF NOT v_new[i] THEN
+            -- A replay stands; a conflict or an item the commands refused fails an atomic
+            -- call here, in request order.
+            IF p_atomic AND v_results[i] -> 'error' IS NOT NULL THEN
+                RAISE EXCEPTION '%', v_results[i] -> 'error' ->> 'message'
+                    USING ERRCODE = 'P0001', HINT = v_results[i] -> 'error' ->> 'code',
+                          DETAIL = format('index=%s', i - 1);
+            END IF;
+            CONTINUE;
+        END IF;
+        v_fail_code := NULL;
+        v_lines := jsonb_array_length(p_items -> (i - 1) -> 'lines');
+        v_hi := v_lo + v_resolved[i] - 1;
+        ASSERT v_lines BETWEEN 2 AND 100, 'an entry has 2..100 postings';
+
+        -- The first line (by position) naming an unknown account or the wrong currency.
+        SELECT min(g.pos) INTO v_missing
+        FROM generate_series(1, v_lines) AS g (pos)
+        WHERE g.pos <> ALL (coalesce(v_pos[v_lo:v_hi], '{}'));
+        SELECT l.pos, l.code, l.currency, l.want INTO v_mismatch
+        FROM unnest(v_pos[v_lo:v_hi], v_code[v_lo:v_hi], v_currency[v_lo:v_hi],
+                    v_want[v_lo:v_hi]) AS l (pos, code, currency, want)
+        WHERE l.want IS NOT NULL AND l.want <> l.currency
+        ORDER BY l.pos LIMIT 1;
+        IF v_missing IS NOT NULL AND (v_mismatch.pos IS NULL OR v_missing < v_mismatch.pos) THEN
+            v_fail_code := 'validation_error';
+            v_fail_message := format('postings[%s].account: no such account %s', v_missing - 1,
+                coalesce(p_items -> (i - 1) -> 'lines' -> (v_missing - 1) ->> 'account_id',
+                         p_items -> (i - 1) -> 'lines' -> (v_missing - 1) ->> 'account_code'));
+        ELSIF v_mismatch.pos IS NOT NULL THEN
+            v_fail_code := 'currency_mismatch';
+            v_fail_message := format('postings[%s].currency is %s but account %s is in %s',
+                v_mismatch.pos - 1, v_mismatch.want, v_mismatch.code, v_mismatch.currency);
+        ELSE
+            -- Balance per currency, the int64 range of totals and of every balance_after, and
+            -- overdrafts judged on each account's final balance: one statement.
+            WITH l AS (
+                SELECT * FROM unnest(v_pos[v_lo:v_hi], v_account[v_lo:v_hi],
+                                     v_code[v_lo:v_hi], v_currency[v_lo:v_hi],
+                                     v_direction[v_lo:v_hi], v_amount[v_lo:v_hi],
+                                     v_delta[v_lo:v_hi], v_negative[v_lo:v_hi])
+                    AS l (pos, account_id, code, currency, direction, amount, delta, negative)
+            ), totals AS (
+                SELECT currency,
+                       coalesce(sum(amount) FILTER (WHERE direction = 'debit'), 0) AS debits,
+                       coalesce(sum(amount) FILTER (WHERE direction = 'credit'), 0) AS credits
+                FROM l GROUP BY currency
+            ), running AS (
+                SELECT l.pos, l.account_id, l.code, l.negative,
+                       b.balance + sum(l.delta) OVER w AS after,
+                       count(*) OVER (PARTITION BY l.account_id) AS n,
+                       row_number() OVER (PARTITION BY l.account_id ORDER BY l.pos DESC) AS rn
+                FROM l JOIN balances b ON b.account_id = l.account_id
+                WINDOW w AS (PARTITION BY l.account_id ORDER BY l.pos)
+            )
+            SELECT
+                (SELECT string_agg(format('%s (debits %s, credits %s)', currency, debits,
+                                          credits), '; ' ORDER BY currency)
+                 FROM totals WHERE debits <> credits),
+                (SELECT string_agg(currency, ', ' ORDER BY currency) FROM totals
+                 WHERE debits > c_int64_max * 2),
+                (SELECT code FROM running WHERE after NOT BETWEEN c_int64_min AND c_int64_max
+                 ORDER BY pos LIMIT 1),
+                (SELECT format('account %s has insufficient funds: the entry would take it to %s',
+                               code, after)
+                 FROM running WHERE rn = 1 AND NOT negative AND after < 0
+                 ORDER BY account_id LIMIT 1),
+                (SELECT array_agg(account_id ORDER BY account_id) FROM running WHERE rn = 1),
+                (SELECT array_agg(CASE WHEN after BETWEEN c_int64_min AND c_int64_max
+                                       THEN after::bigint END ORDER BY account_id)
+                 FROM running WHERE rn = 1),
+                (SELECT array_agg(n::int ORDER BY account_id) FROM running WHERE rn = 1)
+            INTO v_unbalanced, v_too_large, v_overflow, v_overdraft, v_upd_ids,
+                 v_upd_balances, v_upd_counts;
+            IF v_unbalanced IS NOT NULL THEN
+                v_fail_code := 'unbalanced_entry';
+                v_fail_message := 'debits and credits differ: ' || v_unbalanced;
+            ELSIF v_too_large IS NOT NULL THEN
+                v_fail_code := 'validation_error';
+                v_fail_message := format('the entry''s total in %s exceeds the int64 range',
+                                         v_too_large);
+            ELSIF v_overflow IS NOT NULL THEN
+                v_fail_code := 'validation_error';
+                v_fail_message := format('the balance of account %s would leave the int64 range',
+                                         v_overflow);
+            ELSIF v_overdraft IS NOT NULL THEN
+                v_fail_code := 'insufficient_funds';
+                v_fail_message := v_overdraft;
+            END IF;
+        END IF;
+
+        IF v_fail_code IS NOT NULL THEN
+            IF p_atomic THEN
+                RAISE EXCEPTION '%', v_fail_message
+                    USING ERRCODE = 'P0001', HINT = v_fail_code, DETAIL = format('index=%s', i - 1);
+            END IF;
+            v_results[i] := json_build_object('status', 422, 'error',
+                json_build_object('code', v_fail_code, 'message', v_fail_message));
+            v_released := v_released || (p_items -> (i - 1) ->> 'key');
+        ELSE
+            UPDATE balances b
+            SET balance = u.balance, posting_count = b.posting_count + u.n,
+                updated_at = clock_timestamp()
+            FROM unnest(v_upd_ids, v_upd_balances, v_upd_counts) AS u (account_id, balance, n)
+            WHERE b.account_id = u.account_id;
+            v_written := v_written || i;
+        END IF;
+        v_lo := v_hi + 1;
+    END LOOP;
+
+    IF cardinality(v_released) > 0 THEN
+        DELETE FROM idempotency_keys WHERE ledger_id = p_ledger AND key = ANY (v_released);
+    END IF;
+    IF cardinality(v_written) = 0 THEN
+        RETURN json_build_object('results', array_to_json(v_results));
+    END IF;
+
+    -- 4. Render what does not depend on ledger_seq before taking it.
+    SELECT array_agg(gen_random_uuid() ORDER BY r.rank), array_agg(r.postings ORDER BY r.rank)
+    INTO v_entry_ids, v_postings
+    FROM (
+        SELECT w.rank, json_agg(json_build_object(
+                   'account_id', l.account_id, 'account_code', l.code,
+                   'direction', l.direction, 'amount', l.amount, 'currency', l.currency)
+                   ORDER BY l.pos) AS postings
+        FROM unnest(v_item, v_pos, v_account, v_code, v_direction, v_amount, v_currency)
+             AS l (item, pos, account_id, code, direction, amount, currency)
+        JOIN unnest(v_written) WITH ORDINALITY AS w (item, rank) ON w.item = l.item
+        GROUP BY w.rank
+    ) r;
+
+    -- 5. The ledger's sequence step: one per call, the ledger row held from here to commit.
+    UPDATE ledgers SET last_ledger_seq = last_ledger_seq + cardinality(v_written)
+    WHERE id = p_ledger
+    RETURNING last_ledger_seq - cardinality(v_written) INTO STRICT v_seq;
+    v_now := clock_timestamp();
+
+    INSERT INTO entries (id, ledger_id, ledger_seq, description, effective_date, metadata,
+                         reverses, idempotency_key, created_at)
+    SELECT w.id, p_ledger, v_seq + w.rank, it ->> 'description',
+           (it ->> 'effective_date')::date, coalesce(it -> 'metadata', '{}'::jsonb),
+           (it ->> 'reverses')::uuid, it ->> 'key', v_now
+    FROM unnest(v_written, v_entry_ids) WITH ORDINALITY AS w (item, id, rank),
+         LATERAL (SELECT p_items -> (w.item - 1) AS it) x;
+
+    INSERT INTO postings (entry_id, ledger_id, account_id, position, direction, amount,
+                          currency, balance_after)
+    SELECT v_entry_ids[w.rank], p_ledger, l.account_id, l.pos, l.direction, l.amount,
+           l.currency,
+           (l.start + sum(l.delta) OVER (PARTITION BY l.account_id ORDER BY l.item, l.pos))::bigint
+    FROM unnest(v_item, v_pos, v_account, v_direction, v_amount, v_currency, v_delta, v_start)
+         AS l (item, pos, account_id, direction, amount, currency, delta, start)
+    JOIN unnest(v_written) WITH ORDINALITY AS w (item, rank) ON w.item = l.item;
+
+    WITH bodies AS (
+        SELECT w.item, v_seq + w.rank AS seq, it ->> 'key' AS key,
+               json_build_object(
+                   'id', v_entry_ids[w.rank], 'ledger_seq', v_seq + w.rank,
+                   'description', it ->> 'description',
+                   'effective_date', it ->> 'effective_date',
+                   'metadata', coalesce(it -> 'metadata', '{}'::jsonb),
+                   'postings', v_postings[w.rank], 'reverses', it ->> 'reverses',
+                   'reversed_by', NULL, 'created_at', arus_timestamp(v_now)) AS body
+        FROM unnest(v_written) WITH ORDINALITY AS w (item, rank),
+             LATERAL (SELECT p_items -> (w.item - 1) AS it) x
+    ), events AS (
+        INSERT INTO outbox_events (event_id, ledger_id, event_type, ledger_seq, occurred_at,
+                                   envelope)
+        SELECT e.event_id, p_ledger, 'entry.committed', b.seq, v_now,
+               json_build_object(
+                   'event_id', e.event_id, 'event_type', 'entry.committed',
+                   'ledger_id', p_ledger, 'ledger_seq', b.seq,
+                   'occurred_at', arus_timestamp(v_now), 'data', b.body)
+        FROM bodies b CROSS JOIN LATERAL (SELECT gen_random_uuid() AS event_id, b.seq) e
+        ORDER BY b.seq
+    ), stored AS (
+        UPDATE idempotency_keys k SET status_code = 201, response = b.body
+        FROM bodies b WHERE k.ledger_id = p_ledger AND k.key = b.key
+    )
+    SELECT array_agg(b.item ORDER BY b.item), array_agg(b.body ORDER BY b.item)
+    INTO v_body_items, v_bodies
+    FROM bodies b;
+
+    FOR k IN 1 .. cardinality(v_body_items) LOOP
+        v_results[v_body_items[k]] := json_build_object('status', 201, 'entry', v_bodies[k]);
+    END LOOP;
+    RETURN json_build_object('results', array_to_json(v_results));
+END $$;
+
+-- POST /v1/entries: one entry. Returns {"status", "body", "replayed"}.
+CREATE OR REPLACE FUNCTION arus_post_entry(
+    p_key_id text, p_secret_hash bytea, p_idempotency_key text, p_fingerprint text,
+    p_description text, p_effective_date date, p_metadata jsonb, p_lines jsonb
+) RETURNS json LANGUAGE plpgsql AS $$
+DECLARE
+    v_result json;
+BEGIN
+    v_result := arus_write_entries(
+        arus_authorize(p_key_id, p_secret_hash, 'write'),
+        jsonb_build_array(jsonb_build_object(
+            'key', p_idempotency_key, 'fingerprint', p_fingerprint,
+            'description', p_description, 'effective_date', p_effective_date,
+            'metadata', coalesce(p_metadata, '{}'::jsonb), 'lines', p_lines)),
+        true, false) -> 'results' -> 0;
+    RETURN json_build_object('status', (v_result ->> 'status')::int,
+                             'body', v_result -> 'entry',
+                             'replayed', coalesce((v_result ->> 'replayed')::boolean, false));
+END $$;
+
+-- POST /v1/entries/batch: items as arus_write_entries takes them.
+CREATE OR REPLACE FUNCTION arus_post_batch(
+    p_key_id text, p_secret_hash bytea, p_items jsonb, p_atomic boolean
+) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN arus_write_entries(
+        arus_authorize(p_key_id, p_secret_hash, 'write'), p_items, p_atomic, false);
+END $$;
+
+CREATE OR REPLACE FUNCTION arus_reverse_entry(
+    p_key_id text, p_secret_hash bytea, p_idempotency_key text, p_fingerprint text,
+    p_entry_id uuid, p_description text, p_effective_date date
+) RETURNS json LANGUAGE plpgsql AS $$
+DECLARE
+    v_ledger uuid := arus_authorize(p_key_id, p_secret_hash, 'write');
+    v_replay json;
+    v_seq bigint;
+    v_lines jsonb;
+    v_result json;
+BEGIN
+    v_replay := arus_claim_idempotency_key(v_ledger, p_idempotency_key, p_fingerprint);
+    IF v_replay IS NOT NULL THEN
+        RETURN v_replay;
+    END IF;
+    SELECT ledger_seq INTO v_seq FROM entries WHERE ledger_id = v_ledger AND id = p_entry_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no entry %', p_entry_id USING ERRCODE = 'P0001', HINT = 'not_found';
+    END IF;
+    -- Reversals of one entry queue here, before any balance lock, so the loser of a race sees
+    -- the winner's reversal (already_reversed) instead of the balances it moved. Always taken
+    -- after the claim and only by reversals: it cannot join a lock cycle.
+    PERFORM pg_advisory_xact_lock(hashtextextended('arus-reverse:' || p_entry_id::text, 0));
+    IF EXISTS (SELECT 1 FROM entries WHERE reverses = p_entry_id) THEN
+        RAISE EXCEPTION 'entry % is already reversed', p_entry_id
+            USING ERRCODE = 'P0001', HINT = 'already_reversed';
+    END IF;
+    SELECT jsonb_agg(jsonb_build_object(
+               'account_id', account_id,
+               'direction', CASE direction WHEN 'debit' THEN 'credit' ELSE 'debit' END,
+               'amount', amount) ORDER BY position)
+    INTO v_lines
+    FROM postings WHERE entry_id = p_entry_id;
+    -- entries_reverses_key still backs this up: a second reversal can never be written.
+    v_result := arus_write_entries(v_ledger, jsonb_build_array(jsonb_build_object(
+            'key', p_idempotency_key, 'fingerprint', p_fingerprint,
+            'description', coalesce(p_description, format('Reversal of entry %s', v_seq)),
+            'effective_date', p_effective_date, 'metadata', '{}'::jsonb,
+            'reverses', p_entry_id, 'lines', v_lines)),
+        true, true) -> 'results' -> 0;
+    RETURN json_build_object('status', (v_result ->> 'status')::int,
+                             'body', v_result -> 'entry', 'replayed', false);
+END $$;
+
+CREATE OR REPLACE FUNCTION arus_create_account(
+    p_key_id text, p_secret_hash bytea, p_idempotency_key text, p_fingerprint text,
+    p_code text, p_name text, p_type text, p_currency text, p_allow_negative boolean,
+    p_metadata jsonb
+) RETURNS json LANGUAGE plpgsql AS $$
+DECLARE
+    v_ledger uuid := arus_authorize(p_key_id, p_secret_hash, 'write');
+    v_replay json;
+    v_id uuid;
+    v_body json;
+BEGIN
+    IF p_idempotency_key IS NOT NULL THEN
+        v_replay := arus_claim_idempotency_key(v_ledger, p_idempotency_key, p_fingerprint);
+        IF v_replay IS NOT NULL THEN
+            RETURN v_replay;
+        END IF;
+    END IF;
+    INSERT INTO accounts (ledger_id, code, name, type, currency, allow_negative, metadata)
+    VALUES (v_ledger, p_code, p_name, p_type, p_currency, p_allow_negative,
+            coalesce(p_metadata, '{}'::jsonb))
+    ON CONFLICT (ledger_id, code) DO NOTHING
+    RETURNING id INTO v_id;
+    IF v_id IS NULL THEN
+        RAISE EXCEPTION 'an account with code % already exists', p_code
+            USING ERRCODE = 'P0001', HINT = 'duplicate_account_code';
+    END IF;
+    INSERT INTO balances (account_id, ledger_id, currency, normal_side, allow_negative)
+    VALUES (v_id, v_ledger, p_currency,
+            CASE WHEN p_type IN ('asset', 'expense') THEN 'debit' ELSE 'credit' END,
+            p_allow_negative);
+    v_body := arus_account_json(v_id);
+    PERFORM arus_enqueue_event(v_ledger, 'account.created', NULL, clock_timestamp(), v_body);
+    IF p_idempotency_key IS NOT NULL THEN
+        UPDATE idempotency_keys SET status_code = 201, response = v_body
+        WHERE ledger_id = v_ledger AND key = p_idempotency_key;
+    END IF;
+    RETURN json_build_object('status', 201, 'body', v_body, 'replayed', false);
+END $$;

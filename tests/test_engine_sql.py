@@ -1,0 +1,43 @@
+"""The engine in the database is the engine in arus/ledger/sql: files and schema never drift."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from arus.ledger import engine_sql
+
+
+def test_database_functions_equal_the_engine_files(engine: sa.Engine) -> None:
+    """Apply the files into a scratch schema and compare every arus_* function with public's."""
+    with engine.connect() as conn, conn.begin() as tx:
+        conn.exec_driver_sql("CREATE SCHEMA arus_engine_check")
+        conn.exec_driver_sql("SET LOCAL search_path = arus_engine_check, public")
+        engine_sql.apply(conn.exec_driver_sql)
+        normalize = sa.text(
+            "SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', "
+            "md5(replace(pg_get_functiondef(p.oid), n.nspname || '.', '')) "
+            "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = :schema AND p.proname LIKE 'arus\\_%'"
+        )
+        files = dict(conn.execute(normalize, {"schema": "arus_engine_check"}).all())
+        database = dict(conn.execute(normalize, {"schema": "public"}).all())
+        tx.rollback()
+    assert len(files) >= 10, f"the engine files define {sorted(files)}"
+    missing = sorted(set(files) - set(database))
+    stale = sorted(set(database) - set(files))
+    changed = sorted(sig for sig in set(files) & set(database) if files[sig] != database[sig])
+    assert (missing, stale, changed) == ([], [], []), (
+        f"database vs arus/ledger/sql: missing={missing} stale={stale} changed={changed}; "
+        "add a migration that applies the engine (arus.ledger.engine_sql.apply)"
+    )
+
+
+def test_engine_files_hold_only_replaceable_functions() -> None:
+    """A file is re-applied by every migration that changes the engine: nothing but functions."""
+    for name in engine_sql.ENGINE_FILES:
+        text = (engine_sql.SQL_DIR / name).read_text()
+        statements = [
+            line for line in text.splitlines() if line and not line.startswith((" ", "--", "$$"))
+        ]
+        heads = [s for s in statements if s.split()[0].isupper() and s.startswith("CREATE")]
+        assert heads and all(s.startswith("CREATE OR REPLACE FUNCTION") for s in heads), name
+        assert "CREATE TABLE" not in text and "DROP " not in text, name
