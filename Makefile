@@ -37,8 +37,10 @@ terraform-check:
 	TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive terraform
 	bash tools/checkov.sh
 
-## The load test: throughput ceiling and first failed bracket (about 3 min); report in build/loadtest/.
+## The bench: engine, reference shape, HTTP and batches side by side (build/bench/, needs wrk),
+## then the locust brackets: throughput ceiling and first failed bracket (build/loadtest/).
 bench: $(STAMP)
+	$(BIN)/python loadtest/bench.py --out build/bench
 	$(BIN)/python loadtest/bracket.py --out build/loadtest
 
 ## Each function's deployable source and reproducible zip in build/bundles/.

@@ -167,8 +167,9 @@ BEGIN
                  jsonb_array_elements(i.value -> 'lines') WITH ORDINALITY AS p (value, ord)
             WHERE v_new[i.ord]
         ) l
-        JOIN accounts a ON a.ledger_id = p_ledger
-                       AND (a.id = l.account_id OR a.code = l.account_code)
+        -- One index lookup per line: by id, or by (ledger, code) for a line naming a code.
+        JOIN accounts a ON a.ledger_id = p_ledger AND a.id = coalesce(l.account_id, (
+            SELECT c.id FROM accounts c WHERE c.ledger_id = p_ledger AND c.code = l.account_code))
         JOIN balances b ON b.account_id = a.id
         ORDER BY b.account_id
         FOR UPDATE OF b
