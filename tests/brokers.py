@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from arus.relay import drain
 from arus.schema import outbox_events
 from arus.transports import OutboxEvent
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from google.pubsub_v1 import types as pubsub_types
 
@@ -134,33 +134,40 @@ class Record:
 
 
 def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 60.0) -> list[Record]:
-    """Every message of `topic` from the beginning to the current end, in partition order.
+    """Every message of `topic` from the beginning to each partition's high watermark.
 
-    Assigns the partitions directly (no group), so the read is exactly "what is on the broker".
+    Assigns the partitions directly (no group) and reads up to the end offsets the broker
+    reports, so the read is exactly "what the broker holds", and a read that cannot reach the
+    broker's own count fails saying so instead of ending early.
     """
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-         "enable.auto.commit": False, "enable.partition.eof": True, **CONSUMER_TIMEOUTS}
+         "enable.auto.commit": False, **CONSUMER_TIMEOUTS}
     )  # fmt: skip
     try:
         partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
+        next_offset = {p: 0 for p in partitions}
         consumer.assign([TopicPartition(topic, p, -2) for p in partitions])  # -2: beginning
-        at_end: set[int] = set()
         records: list[Record] = []
         deadline = time.monotonic() + timeout_s
-        while len(at_end) < len(partitions):
-            assert time.monotonic() < deadline, f"reading {topic} took over {timeout_s}s"
+        while any(next_offset[p] < ends[p] for p in partitions):
+            assert time.monotonic() < deadline, (
+                f"reading {topic} took over {timeout_s}s: at {next_offset}, "
+                f"the broker's ends {ends}"
+            )
             for message in consumer.consume(1000, 0.5):
                 error = message.error()
-                if error is not None:
-                    assert error.code() == KafkaError._PARTITION_EOF, error.str()
-                    at_end.add(message.partition() or 0)
-                    continue
-                at_end.discard(message.partition() or 0)
+                assert error is None, error.str()
+                partition, offset = message.partition() or 0, message.offset() or 0
+                next_offset[partition] = offset + 1
                 records.append(
                     Record(
-                        partition=message.partition() or 0,
-                        offset=message.offset() or 0,
+                        partition=partition,
+                        offset=offset,
                         key=message.key(),
                         headers={k: bytes(v or b"") for k, v in (message.headers() or [])},
                         value=message.value() or b"",
