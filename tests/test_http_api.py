@@ -511,6 +511,67 @@ def test_revoked_key_is_unauthenticated_at_once(api, ledger, engine):
     assert response.status_code == 401 and error_code(response) == "unauthenticated"
 
 
+READ_PATHS = [
+    "/v1/accounts",
+    "/v1/accounts/cash",
+    "/v1/accounts/cash/postings",
+    "/v1/entries",
+    "/v1/trial-balance",
+    "/v1/balances?as_of=2020-01-01",
+]
+MISSING_READS = [
+    "/v1/accounts/nope",
+    "/v1/accounts/nope/postings",
+    "/v1/accounts/bad%20ref",
+    f"/v1/entries/{uuid.UUID(int=7)}",
+    "/v1/entries/not-an-id",
+    "/v1/balances?as_of=2020-01-01",
+]
+
+
+@pytest.fixture
+def statements():
+    """Every statement the server sends to PostgreSQL while the test runs."""
+    import sqlalchemy as sa
+
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    yield sent
+    sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+
+
+def test_every_read_is_one_statement_with_its_key_check(api, ledger, books, statements):
+    entry_id = api.get("/v1/entries", key=ledger.read_key).get_json()["data"][0]["id"]
+    for path in [*READ_PATHS, f"/v1/entries/{entry_id}", *MISSING_READS]:
+        statements.clear()
+        response = api.get(path, key=ledger.read_key)
+        assert response.status_code in (200, 404), (path, response.get_json())
+        assert len(statements) == 1 and "arus_authorize" in statements[0], (path, statements)
+
+
+@pytest.mark.parametrize("key", ["revoked", "unknown"])
+def test_a_bad_key_is_401_even_where_the_read_finds_nothing_or_is_refused(
+    api, ledger, books, engine, key
+):
+    from arus.auth import revoke_key
+
+    if key == "revoked":
+        with engine.begin() as conn:
+            assert revoke_key(conn, ledger.read_key.split("_")[1]) is True
+        bearer = ledger.read_key
+    else:
+        bearer = "arus_0123456789abcdef_" + "A" * 43
+    refused = ["/v1/accounts?limit=0", "/v1/entries?cursor=forged", "/v1/balances?as_of=x"]
+    for path in [*READ_PATHS, *MISSING_READS, *refused]:
+        response = api.get(path, key=bearer)
+        assert response.status_code == 401, (path, response.get_json())
+        assert error_code(response) == "unauthenticated"
+
+
 def test_read_key_cannot_mutate(api, ledger, books):
     original = api.transfer(ledger, "equity", "cash", 3).get_json()
     for path, body in [

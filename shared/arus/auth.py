@@ -12,8 +12,9 @@ import hashlib
 import re
 import secrets
 import uuid
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID
@@ -23,6 +24,7 @@ from arus.errors import NotFound, Unauthenticated, ValidationError
 from arus.schema import api_keys, ledgers
 
 Scope = Literal["read", "write"]
+T = TypeVar("T")
 SCOPES: tuple[Scope, ...] = ("read", "write")
 _KEY = re.compile(r"arus_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 _BEARER = re.compile(r"Bearer[ \t]+([!-~]{1,200})", re.IGNORECASE)  # schemes are case-insensitive
@@ -100,13 +102,100 @@ _AUTHORIZE = sa.text("SELECT arus_authorize(:key_id, :secret_hash, :scope)").col
 
 def authorize(conn: Connection, credentials: Credentials, *, scope: Scope) -> uuid.UUID:
     """The ledger these credentials may use with `scope`; Unauthenticated or Forbidden else."""
+    ledger_id = _mapped(
+        lambda: conn.execute(_AUTHORIZE, {**credentials.as_params(), "scope": scope}).scalar_one()
+    )
+    return uuid.UUID(str(ledger_id))
+
+
+def _mapped(run: Callable[[], T]) -> T:
+    """Run a statement; an engine error that names an API error code becomes that error."""
     from arus.errors import from_database
 
     try:
-        ledger_id = conn.execute(_AUTHORIZE, {**credentials.as_params(), "scope": scope})
-        return uuid.UUID(str(ledger_id.scalar_one()))
+        return run()
     except sa.exc.DBAPIError as exc:
         domain = from_database(exc.orig) if exc.orig is not None else None
         if domain is None:
             raise
         raise domain from None
+
+
+class LedgerScope(Protocol):
+    """Whose ledger a read runs against: `ledger_id` is the SQL expression every read filters by."""
+
+    @property
+    def ledger_id(self) -> sa.ColumnElement[Any]: ...
+
+    def fetch(self, conn: Connection, query: sa.Select[Any]) -> Sequence[sa.Row[Any]]: ...
+
+    def nested(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        """`query`, for use as a subquery inside a fetched query that filters by `ledger_id`."""
+        ...
+
+
+@dataclass(frozen=True)
+class KnownLedger:
+    """A ledger the caller already holds (jobs, verify, the close): no authorisation."""
+
+    id: uuid.UUID
+
+    @property
+    def ledger_id(self) -> sa.ColumnElement[Any]:
+        return sa.literal(self.id, UUID(as_uuid=True))
+
+    def fetch(self, conn: Connection, query: sa.Select[Any]) -> Sequence[sa.Row[Any]]:
+        return conn.execute(query).all()
+
+    def nested(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        return query
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The ledger of a request's credentials, authorised inside the read's own statement.
+
+    `fetch` runs `SELECT q.*, caller.ledger_id FROM (SELECT arus_authorize(...) OFFSET 0)
+    caller LEFT JOIN LATERAL (query) q ON true`: the one-row caller is the outer side of a
+    nested loop, so the key is checked first and always, even when the query finds nothing,
+    and the read costs one round trip.
+    """
+
+    credentials: Credentials
+    scope: Scope
+    _caller: sa.Subquery = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        authorised = sa.func.arus_authorize(
+            sa.bindparam("arus_key_id", self.credentials.key_id),
+            sa.bindparam("arus_secret_hash", self.credentials.secret_hash),
+            sa.bindparam("arus_scope", self.scope),
+            type_=UUID(as_uuid=True),
+        )
+        # OFFSET 0 keeps the subquery from being flattened into the query it guards.
+        caller = sa.select(authorised.label("ledger_id")).offset(0).subquery("caller")
+        object.__setattr__(self, "_caller", caller)
+
+    @property
+    def ledger_id(self) -> sa.ColumnElement[Any]:
+        return self._caller.c.ledger_id
+
+    def fetch(self, conn: Connection, query: sa.Select[Any]) -> Sequence[sa.Row[Any]]:
+        # A LEFT JOIN that also returns the caller's column: PostgreSQL may drop a join it
+        # proves empty (a WHERE false) or an output nobody reads, and then the key would go
+        # unchecked. This way the caller's row is always computed, with q's columns NULL
+        # when q finds nothing; `arus_row` tells those apart.
+        scoped = query.add_columns(sa.literal(True).label("arus_row")).lateral("q")
+        statement = sa.select(scoped, self._caller.c.ledger_id.label("arus_caller")).select_from(
+            self._caller.outerjoin(scoped, sa.true())
+        )
+        rows = _mapped(lambda: conn.execute(statement).all())
+        return [row for row in rows if row.arus_row is not None]
+
+    def nested(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        # The caller belongs to the outermost statement: refer to it, never repeat it.
+        return query.correlate(self._caller)
+
+    def check(self, conn: Connection) -> None:
+        """Authorise alone: for a request refused before its query runs (401 before 422)."""
+        authorize(conn, self.credentials, scope=self.scope)

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from arus import ledgers, queries
+from arus.auth import KnownLedger, LedgerScope
 from arus.config import Settings
 from arus.db import get_engine
 from arus.domain import today_utc
@@ -52,13 +53,14 @@ _SNAPSHOT = sa.text("""
     ORDER BY a.code
 """)
 
-_SNAPSHOT_PAGE = sa.text("""
-    SELECT s.account_id, a.code, s.currency, s.balance
-    FROM balance_snapshots s JOIN accounts a ON a.id = s.account_id
-    WHERE s.ledger_id = :ledger AND s.close_date = :close_date AND a.code > :after
-    ORDER BY a.code
-    LIMIT :limit
-""")
+_daily_closes = sa.table(
+    "daily_closes", sa.column("ledger_id"), sa.column("close_date"), sa.column("closed_at")
+)
+_snapshots = sa.table(
+    "balance_snapshots", sa.column("ledger_id"), sa.column("close_date"),
+    sa.column("account_id"), sa.column("currency"), sa.column("balance"),
+)  # fmt: skip
+_accounts = sa.table("accounts", sa.column("id"), sa.column("code"))
 
 
 def _cutoff(day: dt.date) -> dt.datetime:
@@ -95,7 +97,7 @@ def build_report(
                 }
             )
     # Today's materialized balances must match their postings too: drift is drift, whenever.
-    drift.extend(queries.trial_balance(conn, ledger_id)["drift"])
+    drift.extend(queries.trial_balance(KnownLedger(ledger_id), conn)["drift"])
     balanced = all(t["debit"] == t["credit"] for t in totals.values())
     report: dict[str, Any] = {
         "ledger_id": str(ledger_id),
@@ -194,23 +196,44 @@ def parse_as_of(raw: object, *, field: str = "as_of") -> dt.date:
 
 
 def balances_as_of(
-    conn: Connection, ledger_id: uuid.UUID, raw_as_of: str | None, *, limit: int, cursor: str | None
+    scope: LedgerScope,
+    conn: Connection,
+    raw_as_of: str | None,
+    *,
+    limit: int,
+    cursor: str | None,
 ) -> dict[str, Any]:
-    """`GET /v1/balances?as_of=`: the snapshot of a closed day, paginated by account code."""
+    """`GET /v1/balances?as_of=`: the snapshot of a closed day, paginated by account code.
+
+    One statement: the day's close (none: 404) left-joined to one page of its snapshot.
+    """
     day = parse_as_of(raw_as_of)
-    closed_at = conn.execute(
-        sa.text(
-            "SELECT closed_at FROM daily_closes WHERE ledger_id = :ledger AND close_date = :day"
-        ),
-        {"ledger": ledger_id, "day": day},
-    ).scalar_one_or_none()
-    if closed_at is None:
-        raise NotFound(f"no daily close for {day.isoformat()}")
     after = queries.decode_cursor(cursor, expect="code", kind=str)
-    rows = conn.execute(
-        _SNAPSHOT_PAGE,
-        {"ledger": ledger_id, "close_date": day, "after": after or "", "limit": limit + 1},
-    ).all()
+    closed = scope.nested(
+        sa.select(_daily_closes.c.closed_at).where(
+            _daily_closes.c.ledger_id == scope.ledger_id, _daily_closes.c.close_date == day
+        )
+    ).lateral("closed")
+    page = scope.nested(
+        sa.select(_snapshots.c.account_id, _accounts.c.code, _snapshots.c.currency,
+                  _snapshots.c.balance)
+        .join_from(_snapshots, _accounts, _accounts.c.id == _snapshots.c.account_id)
+        .where(_snapshots.c.ledger_id == scope.ledger_id, _snapshots.c.close_date == day,
+               _accounts.c.code > (after or ""))
+        .order_by(_accounts.c.code)
+        .limit(limit + 1)
+    ).lateral("page")  # fmt: skip
+    found = scope.fetch(
+        conn,
+        sa.select(closed.c.closed_at, page.c.account_id, page.c.code, page.c.currency,
+                  page.c.balance)
+        .select_from(closed.outerjoin(page, sa.true()))
+        .order_by(page.c.code),
+    )  # fmt: skip
+    if not found:
+        raise NotFound(f"no daily close for {day.isoformat()}")
+    closed_at = found[0].closed_at
+    rows = [row for row in found if row.account_id is not None]
     more = len(rows) > limit
     rows = rows[:limit]
     return {

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from arus import domain, logs, posting, queries
-from arus.auth import Credentials, authorize, parse_credentials
+from arus.auth import Caller, Credentials, authorize, parse_credentials
 from arus.config import Settings, load_settings
 from arus.db import get_engine
 from arus.errors import (
@@ -251,19 +251,22 @@ def _register_mutations(app: Flask, ledger: _Ledger) -> None:
 
 def _register_reads(app: Flask, ledger: _Ledger) -> None:
     def read(use_case: Callable[..., Any], *args: Any, paged: bool = False) -> Response:
-        credentials = _credentials()
+        """One round trip: the use case's statement carries the key check (auth.Caller)."""
+        caller = Caller(_credentials(), "read")
         with ledger.engine.connect() as conn:
-            ledger_id = authorize(conn, credentials, scope="read")
-            if paged:
-                page = use_case(
-                    conn,
-                    ledger_id,
-                    *args,
-                    limit=queries.parse_limit(request.args.get("limit")),
-                    cursor=request.args.get("cursor"),
-                )
-                return _json_response(page.to_json(), 200)
-            return _json_response(use_case(conn, ledger_id, *args), 200)
+            try:
+                if paged:
+                    limit = queries.parse_limit(request.args.get("limit"))
+                    cursor = request.args.get("cursor")
+                    result = use_case(caller, conn, *args, limit=limit, cursor=cursor)
+                else:
+                    result = use_case(caller, conn, *args)
+            except ValidationError:
+                # Refused before its statement ran: a bad key still answers 401/403 first.
+                caller.check(conn)
+                raise
+        body = result.to_json() if isinstance(result, queries.Page) else result
+        return _json_response(body, 200)
 
     @app.get("/v1/accounts")
     def list_accounts() -> Response:
@@ -293,16 +296,7 @@ def _register_reads(app: Flask, ledger: _Ledger) -> None:
     def balances_as_of() -> Response:
         from arus import close
 
-        credentials = _credentials()
-        with ledger.engine.connect() as conn:
-            body = close.balances_as_of(
-                conn,
-                authorize(conn, credentials, scope="read"),
-                request.args.get("as_of"),
-                limit=queries.parse_limit(request.args.get("limit")),
-                cursor=request.args.get("cursor"),
-            )
-        return _json_response(body, 200)
+        return read(close.balances_as_of, request.args.get("as_of"), paged=True)
 
 
 def _register_relay(app: Flask, ledger: _Ledger, *, at_root: bool) -> None:

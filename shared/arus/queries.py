@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from arus.auth import LedgerScope
 from arus.domain import AccountRef, parse_account_ref
 from arus.errors import NotFound, ValidationError
 from arus.money import INT64_MAX
@@ -79,55 +80,56 @@ def _page(rows: Sequence[Any], limit: int, cursor_of: Callable[[Any], dict[str, 
     )
 
 
-def _account_filter(ledger_id: uuid.UUID, ref: AccountRef) -> sa.ColumnElement[bool]:
-    if ref.account_id is not None:
-        return sa.and_(accounts.c.ledger_id == ledger_id, accounts.c.id == ref.account_id)
-    return sa.and_(accounts.c.ledger_id == ledger_id, accounts.c.code == ref.code)
-
-
-def _resolve_account(conn: Connection, ledger_id: uuid.UUID, raw_ref: str) -> uuid.UUID:
+def _account_filter(scope: LedgerScope, raw_ref: str) -> sa.ColumnElement[bool]:
+    """The account a path names, in the scope's ledger; a malformed ref matches nothing (404)."""
     try:
-        ref = parse_account_ref(raw_ref, field="account")
+        ref: AccountRef | None = parse_account_ref(raw_ref, field="account")
     except ValidationError:
-        raise NotFound(f"no account {raw_ref}") from None
-    account_id = conn.execute(
-        sa.select(accounts.c.id).where(_account_filter(ledger_id, ref))
-    ).scalar_one_or_none()
-    if account_id is None:
-        raise NotFound(f"no account {raw_ref}")
-    return account_id  # type: ignore[no-any-return]
+        ref = None
+    if ref is None:
+        return sa.false()
+    if ref.account_id is not None:
+        return sa.and_(accounts.c.ledger_id == scope.ledger_id, accounts.c.id == ref.account_id)
+    return sa.and_(accounts.c.ledger_id == scope.ledger_id, accounts.c.code == ref.code)
 
 
-def list_accounts(
-    conn: Connection, ledger_id: uuid.UUID, *, limit: int, cursor: str | None
-) -> Page:
+def list_accounts(scope: LedgerScope, conn: Connection, *, limit: int, cursor: str | None) -> Page:
     after = decode_cursor(cursor, expect="code", kind=str)
     query = (
-        sa.select(sa.func.arus_account_json(accounts.c.id), accounts.c.code)
-        .where(accounts.c.ledger_id == ledger_id)
+        sa.select(sa.func.arus_account_json(accounts.c.id).label("body"), accounts.c.code)
+        .where(accounts.c.ledger_id == scope.ledger_id)
         .order_by(accounts.c.code)
         .limit(limit + 1)
     )
     if after is not None:
         query = query.where(accounts.c.code > after)
-    rows = conn.execute(query).all()
+    rows = scope.fetch(conn, query)
     return _page(rows, limit, lambda row: {"code": row.code})
 
 
-def get_account(conn: Connection, ledger_id: uuid.UUID, raw_ref: str) -> dict[str, Any]:
-    account_id = _resolve_account(conn, ledger_id, raw_ref)
-    body: dict[str, Any] = conn.execute(
-        sa.select(sa.func.arus_account_json(account_id))
-    ).scalar_one()
-    return body
+def get_account(scope: LedgerScope, conn: Connection, raw_ref: str) -> dict[str, Any]:
+    rows = scope.fetch(
+        conn,
+        sa.select(sa.func.arus_account_json(accounts.c.id).label("body")).where(
+            _account_filter(scope, raw_ref)
+        ),
+    )
+    if not rows:
+        raise NotFound(f"no account {raw_ref}")
+    return rows[0].body  # type: ignore[no-any-return]
 
 
 def account_postings(
-    conn: Connection, ledger_id: uuid.UUID, raw_ref: str, *, limit: int, cursor: str | None
+    scope: LedgerScope, conn: Connection, raw_ref: str, *, limit: int, cursor: str | None
 ) -> Page:
-    """An account's postings, newest first, each with the balance right after it."""
-    account_id = _resolve_account(conn, ledger_id, raw_ref)
+    """An account's postings, newest first, each with the balance right after it.
+
+    One statement: the account (none: 404) left-joined to one page of its postings.
+    """
     before = decode_cursor(cursor, expect="posting", kind=int)
+    account = scope.nested(sa.select(accounts.c.id).where(_account_filter(scope, raw_ref))).lateral(
+        "account"
+    )
     posting_json = sa.func.jsonb_build_object(
         "id", postings.c.id,
         "entry_id", postings.c.entry_id,
@@ -139,55 +141,66 @@ def account_postings(
         "effective_date", sa.func.to_char(entries.c.effective_date, "YYYY-MM-DD"),
         "created_at", sa.func.arus_timestamp(entries.c.created_at),
     )  # fmt: skip
-    query = (
-        sa.select(posting_json, postings.c.id)
+    # The account is the ledger's, and so are its postings (their foreign key says so).
+    page = (
+        sa.select(posting_json.label("body"), postings.c.id.label("posting_id"))
         .join_from(postings, entries, entries.c.id == postings.c.entry_id)
-        .where(postings.c.account_id == account_id, postings.c.ledger_id == ledger_id)
+        .where(postings.c.account_id == account.c.id)
         .order_by(postings.c.id.desc())
         .limit(limit + 1)
     )
     if before is not None:
-        query = query.where(postings.c.id < before)
-    rows = conn.execute(query).all()
-    return _page(rows, limit, lambda row: {"posting": row.id})
+        page = page.where(postings.c.id < before)
+    page_rows = page.lateral("page")
+    rows = scope.fetch(
+        conn,
+        sa.select(page_rows.c.body, page_rows.c.posting_id, account.c.id)
+        .select_from(account.outerjoin(page_rows, sa.true()))
+        .order_by(page_rows.c.posting_id.desc()),
+    )
+    if not rows:
+        raise NotFound(f"no account {raw_ref}")
+    found = [row for row in rows if row.posting_id is not None]
+    return _page(found, limit, lambda row: {"posting": row.posting_id})
 
 
-def list_entries(conn: Connection, ledger_id: uuid.UUID, *, limit: int, cursor: str | None) -> Page:
+def list_entries(scope: LedgerScope, conn: Connection, *, limit: int, cursor: str | None) -> Page:
     """Entries, newest (highest ledger_seq) first."""
     before = decode_cursor(cursor, expect="seq", kind=int)
     query = (
-        sa.select(sa.func.arus_entry_json(entries.c.id), entries.c.ledger_seq)
-        .where(entries.c.ledger_id == ledger_id)
+        sa.select(sa.func.arus_entry_json(entries.c.id).label("body"), entries.c.ledger_seq)
+        .where(entries.c.ledger_id == scope.ledger_id)
         .order_by(entries.c.ledger_seq.desc())
         .limit(limit + 1)
     )
     if before is not None:
         query = query.where(entries.c.ledger_seq < before)
-    rows = conn.execute(query).all()
+    rows = scope.fetch(conn, query)
     return _page(rows, limit, lambda row: {"seq": row.ledger_seq})
 
 
-def get_entry(conn: Connection, ledger_id: uuid.UUID, entry_id: uuid.UUID | None) -> dict[str, Any]:
-    body = None
-    if entry_id is not None:
-        body = conn.execute(
-            sa.select(sa.func.arus_entry_json(entries.c.id)).where(
-                entries.c.ledger_id == ledger_id, entries.c.id == entry_id
-            )
-        ).scalar_one_or_none()
-    if body is None:
+def get_entry(scope: LedgerScope, conn: Connection, entry_id: uuid.UUID | None) -> dict[str, Any]:
+    # A malformed id still runs the query, matching nothing, so the key is checked first.
+    rows = scope.fetch(
+        conn,
+        sa.select(sa.func.arus_entry_json(entries.c.id).label("body")).where(
+            entries.c.ledger_id == scope.ledger_id,
+            entries.c.id == entry_id if entry_id is not None else sa.false(),
+        ),
+    )
+    if not rows:
         raise NotFound(f"no entry {entry_id}")
-    return body  # type: ignore[no-any-return]
+    return rows[0].body  # type: ignore[no-any-return]
 
 
-def trial_balance(conn: Connection, ledger_id: uuid.UUID) -> dict[str, Any]:
+def trial_balance(scope: LedgerScope, conn: Connection) -> dict[str, Any]:
     """Every account's debit or credit balance, totals per currency, and drift.
 
     One statement, so one snapshot: the materialized balances and the posting sums it compares
     are from the same instant. Drift lists accounts whose materialized balance differs from the
     sum of their postings; `balanced` is true when debits equal credits in every currency.
     """
-    sums = (
+    sums = scope.nested(
         sa.select(
             postings.c.account_id,
             sa.func.sum(postings.c.amount).filter(postings.c.direction == "debit").label("debits"),
@@ -195,11 +208,11 @@ def trial_balance(conn: Connection, ledger_id: uuid.UUID) -> dict[str, Any]:
             .filter(postings.c.direction == "credit")
             .label("credits"),
         )
-        .where(postings.c.ledger_id == ledger_id)
+        .where(postings.c.ledger_id == scope.ledger_id)
         .group_by(postings.c.account_id)
-        .subquery()
-    )
-    rows = conn.execute(
+    ).lateral("sums")
+    rows = scope.fetch(
+        conn,
         sa.select(
             accounts.c.id, accounts.c.code, accounts.c.name, accounts.c.type,
             accounts.c.currency, balances.c.balance, balances.c.normal_side,
@@ -208,9 +221,9 @@ def trial_balance(conn: Connection, ledger_id: uuid.UUID) -> dict[str, Any]:
         )
         .join_from(accounts, balances, balances.c.account_id == accounts.c.id)
         .outerjoin(sums, sums.c.account_id == accounts.c.id)
-        .where(accounts.c.ledger_id == ledger_id)
-        .order_by(accounts.c.currency, accounts.c.code)
-    ).all()  # fmt: skip
+        .where(accounts.c.ledger_id == scope.ledger_id)
+        .order_by(accounts.c.currency, accounts.c.code),
+    )  # fmt: skip
     lines, drift = [], []
     totals: dict[str, dict[str, int]] = {}
     for row in rows:

@@ -8,12 +8,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from arus import ledgers, queries
+from arus.auth import KnownLedger
 from arus.schema import entries
 from arus.schema import ledgers as ledgers_table
 
 
 def verify_ledger(conn: Connection, ledger_id: Any) -> dict[str, Any]:
-    trial = queries.trial_balance(conn, ledger_id)
+    trial = queries.trial_balance(KnownLedger(ledger_id), conn)
     stats = conn.execute(
         sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(entries.c.ledger_seq), 0)).where(
             entries.c.ledger_id == ledger_id
