@@ -22,6 +22,7 @@ One run on this machine (everything on 127.0.0.1, every process stopped by its P
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import json
 import os
@@ -30,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -159,6 +161,9 @@ class Row:
     p99_ms: float | None
     errors: int
     cpu: dict[str, float] = field(default_factory=dict)
+    # Share of sampled active backends per wait (pg_stat_activity): `Lock:transactionid` is an
+    # entry queued on a row another transaction holds to its commit, here the ledger row.
+    waits: dict[str, float] = field(default_factory=dict)
     note: str = ""
 
 
@@ -258,7 +263,7 @@ class Bench:
             str(logdir / "tx"), self.dbname,
         ]  # fmt: skip
         started = time.monotonic()
-        with cpu_meter() as cpu:
+        with cpu_meter() as cpu, wait_sampler(self.db) as waits:
             done = subprocess.run(command, capture_output=True, text=True, cwd=logdir)
         elapsed = time.monotonic() - started
         if done.returncode != 0:
@@ -282,6 +287,7 @@ class Bench:
             p99_ms=percentile(latencies, 99),
             errors=failed,
             cpu=cpu,
+            waits=waits,
         )
 
     def http(self, shape: str, batch: int, server: Server) -> Row:
@@ -326,6 +332,37 @@ def percentile(values: list[float], pct: float) -> float | None:
         return None
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * pct / 100))]
+
+
+class wait_sampler:
+    """What PostgreSQL's active client backends were doing, sampled every 20 ms during a row."""
+
+    QUERY = (
+        "SELECT coalesce(wait_event_type || ':' || wait_event, 'on CPU') FROM pg_stat_activity "
+        "WHERE backend_type = 'client backend' AND state = 'active' AND pid <> pg_backend_pid()"
+    )
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.result: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def _sample(self) -> None:
+        counts: collections.Counter[str] = collections.Counter()
+        with self.db._connect() as conn:
+            while not self.stop.wait(0.02):
+                counts.update(row[0] for row in conn.exec_driver_sql(self.QUERY))
+        total = sum(counts.values()) or 1
+        self.result.update({k: round(v / total, 2) for k, v in counts.most_common(4)})
+
+    def __enter__(self) -> dict[str, float]:
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self.result
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
 
 
 class cpu_meter:
@@ -416,6 +453,11 @@ def render(report: dict[str, Any]) -> str:
             f"- {r['what']} {r['shape']}: {c.get('server', 0)} / {c.get('postgres', 0)} / "
             f"{c.get('other', 0)} {r['note']}"
         )
+    out += ["", "Where PostgreSQL's active backends were (share of 20 ms samples, top four):", ""]
+    for r in report["rows"]:
+        if r.get("waits"):
+            waits = ", ".join(f"{k} {v:.0%}" for k, v in r["waits"].items())
+            out.append(f"- {r['what']} {r['shape']}: {waits}")
     out += ["", f"`arus verify` after the run: {report['verify']}", ""]
     return "\n".join(out)
 
