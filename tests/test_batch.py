@@ -314,7 +314,16 @@ def batch_items(draw: Any) -> list[dict[str, Any]]:
         if draw(st.booleans()) and items:
             items.append(dict(items[draw(st.integers(0, len(items) - 1))]))  # a repeated key
             continue
-        items.append(transfer(debit, credit, amount, key=f"k{i}"))
+        item = transfer(debit, credit, amount, key=f"k{i}")
+        shape = draw(st.sampled_from(["plain"] * 5 + ["split", "unknown", "currency"]))
+        if shape == "split" and amount > 1:  # one account twice in the entry
+            first = {**item["postings"][1], "amount": amount - 1}
+            item["postings"][1:] = [first, {**first, "amount": 1}]
+        elif shape == "unknown":
+            item["postings"][draw(st.integers(0, 1))]["account"] = "nobody"
+        elif shape == "currency":
+            item["postings"][draw(st.integers(0, 1))]["currency"] = "EUR"
+        items.append(item)
     seen, unique = set(), []
     for item in items:  # the batch itself may not carry one key twice
         if item["idempotency_key"] not in seen:
@@ -349,3 +358,38 @@ def test_non_atomic_batch_equals_its_items_posted_one_by_one(
     assert [(r["status"], r.get("error", {}).get("code")) for r in results] == one_by_one
     for code in (*CODES, "src"):
         assert balance(api, batched, code) == balance(api, single, code), code
+
+
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(items=batch_items())
+def test_atomic_batch_is_its_items_one_by_one_or_the_first_failure(
+    api: Api, settings: Any, items: list[dict[str, Any]]
+) -> None:
+    def fresh() -> Ledger:
+        ledger = new_ledger(settings, "prop-atomic")
+        for code in CODES:
+            api.account(ledger, code, "asset")
+        api.account(ledger, "src", "equity", allow_negative=True)
+        return ledger
+
+    batched, single = fresh(), fresh()
+    response = post_batch(api, batched, items, atomic=True)
+    first_failure = None
+    for index, item in enumerate(items):
+        body = {k: v for k, v in item.items() if k != "idempotency_key"}
+        one = api.post("/v1/entries", key=single.write_key, json=body,
+                       idempotency_key=item["idempotency_key"])  # fmt: skip
+        if one.status_code >= 400:
+            first_failure = (index, one.get_json()["error"]["code"])
+            break
+    if first_failure is None:
+        assert response.status_code == 200, response.get_json()
+        assert all(r["status"] in (200, 201) for r in response.get_json()["results"])
+        expected = {code: balance(api, single, code) for code in (*CODES, "src")}
+    else:
+        error = response.get_json()["error"]
+        assert response.status_code == 422 or error["code"] == "idempotency_conflict"
+        assert (error["index"], error["code"]) == first_failure
+        expected = {code: 0 for code in (*CODES, "src")}  # nothing written
+    assert {code: balance(api, batched, code) for code in (*CODES, "src")} == expected

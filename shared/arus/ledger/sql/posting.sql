@@ -78,7 +78,9 @@ DECLARE
     v_want text[]; v_direction text[]; v_amount bigint[]; v_delta numeric[];
     v_start bigint[]; v_negative boolean[];
     v_resolved int[];          -- per item: how many of its lines name a known account
-    v_lo int := 1;
+    v_lo int := 1;             -- where the next judged item's lines start in the arrays
+    v_first_bad int;
+    v_prefix int;              -- items 1..v_prefix passed the one-pass judgement
     v_hi int;
     v_lines int;
     v_fail_code text;
@@ -192,8 +194,66 @@ BEGIN
     LEFT JOIN (SELECT x.item, count(*)::int AS n FROM unnest(v_item) AS x (item) GROUP BY 1) c
            ON c.item = g.item;
 
-    -- 4. Judge each new item in request order against the balances as they now stand.
-    FOR i IN 1 .. v_n LOOP
+    -- 4. The clean prefix in one pass: judge every new item at once on running balances that
+    --    assume the items before it were written. Up to the first item that fails (or might:
+    --    this pass may only err towards failing), that assumption holds, so those items are
+    --    written with one balance update. From that item on, each is judged alone in step 5,
+    --    exactly as before. The common call, where nothing fails, never reaches step 5.
+    WITH l AS (
+        SELECT * FROM unnest(v_item, v_pos, v_account, v_currency, v_want, v_direction,
+                             v_amount, v_delta, v_start, v_negative)
+            AS l (item, pos, account_id, currency, want, direction, amount, delta, start,
+                  negative)
+    ), running AS (
+        SELECT l.item, l.currency, l.want, l.negative,
+               l.start + sum(l.delta) OVER (PARTITION BY l.account_id ORDER BY l.item, l.pos)
+                   AS after,
+               row_number() OVER (PARTITION BY l.account_id, l.item ORDER BY l.pos DESC) AS rn
+        FROM l
+    )
+    SELECT min(bad.item) INTO v_first_bad
+    FROM (
+        SELECT item FROM running
+        WHERE (want IS NOT NULL AND want <> currency)
+           OR after NOT BETWEEN c_int64_min AND c_int64_max
+           OR (rn = 1 AND NOT negative AND after < 0)
+        UNION ALL
+        SELECT item FROM l GROUP BY item, currency
+        HAVING coalesce(sum(amount) FILTER (WHERE direction = 'debit'), 0)
+                   <> coalesce(sum(amount) FILTER (WHERE direction = 'credit'), 0)
+            OR coalesce(sum(amount) FILTER (WHERE direction = 'debit'), 0) > c_int64_max * 2
+        UNION ALL
+        -- A line naming no account of this ledger, or (atomic) a refused item before it.
+        SELECT g.item FROM generate_series(1, v_n) AS g (item)
+        WHERE CASE WHEN v_new[g.item]
+                   THEN v_resolved[g.item]
+                        < jsonb_array_length(p_items -> (g.item - 1) -> 'lines')
+                   ELSE p_atomic AND v_results[g.item] -> 'error' IS NOT NULL END
+    ) bad;
+    v_prefix := coalesce(v_first_bad, v_n + 1) - 1;
+
+    IF v_prefix > 0 THEN
+        UPDATE balances b
+        SET balance = u.after, posting_count = b.posting_count + u.n,
+            updated_at = clock_timestamp()
+        FROM (
+            SELECT l.account_id, (min(l.start) + sum(l.delta))::bigint AS after,
+                   count(*)::int AS n
+            FROM unnest(v_item, v_account, v_delta, v_start) AS l (item, account_id, delta, start)
+            WHERE l.item <= v_prefix
+            GROUP BY l.account_id
+        ) u
+        WHERE b.account_id = u.account_id;
+        SELECT coalesce(array_agg(g.item ORDER BY g.item), '{}'),
+               1 + coalesce(sum(v_resolved[g.item]), 0)
+        INTO v_written, v_lo
+        FROM generate_series(1, v_prefix) AS g (item)
+        WHERE v_new[g.item];
+    END IF;
+
+    -- 5. From the first failing item on, judge each item alone in request order against the
+    --    balances as they now stand.
+    FOR i IN v_prefix + 1 .. v_n LOOP
         IF NOT v_new[i] THEN
             -- A replay stands; a conflict or an item the commands refused fails an atomic
             -- call here, in request order.
@@ -311,7 +371,7 @@ BEGIN
         RETURN json_build_object('results', array_to_json(v_results));
     END IF;
 
-    -- 5. Render what does not depend on ledger_seq before taking it.
+    -- 6. Render what does not depend on ledger_seq before taking it.
     SELECT array_agg(gen_random_uuid() ORDER BY r.rank), array_agg(r.postings ORDER BY r.rank)
     INTO v_entry_ids, v_postings
     FROM (
@@ -325,7 +385,7 @@ BEGIN
         GROUP BY w.rank
     ) r;
 
-    -- 6. The ledger's sequence step: one per call, the ledger row held from here to commit.
+    -- 7. The ledger's sequence step: one per call, the ledger row held from here to commit.
     UPDATE ledgers SET last_ledger_seq = last_ledger_seq + cardinality(v_written)
     WHERE id = p_ledger
     RETURNING last_ledger_seq - cardinality(v_written) INTO STRICT v_seq;
