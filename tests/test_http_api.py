@@ -781,3 +781,27 @@ def test_empty_optional_idempotency_key_on_accounts_is_validation_error(api, led
         json={"code": "x", "name": "x", "type": "asset", "currency": "USD"},
     )  # fmt: skip
     assert response.status_code == 422 and error_code(response) == "validation_error"
+
+
+def test_a_function_serves_its_routes_in_functions_frameworks_own_request(api, ledger, monkeypatch):
+    """No second Flask app per request: our app's routes run in the context already pushed."""
+    import flask
+
+    pushed: list[str] = []
+    original = flask.Flask.request_context
+
+    def counting(self, environ):
+        pushed.append(self.name)
+        return original(self, environ)
+
+    monkeypatch.setattr(flask.Flask, "request_context", counting)
+    assert api.get("/v1/accounts", key=ledger.read_key).status_code == 200
+    assert api.post("/v1/accounts", key=ledger.write_key, json={}).status_code == 422
+    assert api.get("/v1/nowhere", key=ledger.read_key).status_code == 404
+    options = api.query_client.options("/v1/accounts")
+    assert options.status_code == 200 and "GET" in options.headers["Allow"]
+    head = api.query_client.head(
+        "/v1/accounts", headers={"Authorization": f"Bearer {ledger.read_key}"}
+    )
+    assert head.status_code == 200 and head.data == b""
+    assert "arus" not in pushed and len(pushed) == 5  # functions-framework's own, one each

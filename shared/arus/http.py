@@ -10,7 +10,6 @@ parse, authenticate, call a use case and render; errors are domain exceptions tu
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -118,8 +117,6 @@ def check_json_values(value: object, *, depth: int = 0, path: str = "body") -> N
 def read_json_body(*, required: bool, max_bytes: int | None = None) -> object:
     """The request's JSON body, strictly: JSON content type, size limit, no NaN or infinite
     numbers, no duplicate keys, bounded nesting, only text PostgreSQL can store."""
-    if request.environ.get("arus.payload_too_large"):
-        raise PayloadTooLarge("the request body exceeds the size limit")
     raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH: 413 past the limit
     if max_bytes is not None and len(raw) > max_bytes:
         raise PayloadTooLarge(f"the request body exceeds the size limit of {max_bytes} bytes")
@@ -342,13 +339,11 @@ def _register_close(app: Flask, ledger: _Ledger, *, at_root: bool) -> None:
         app.add_url_rule("/", "daily_close_root", run_close, methods=["POST"])
 
 
-def _register_errors(app: Flask) -> None:
-    @app.errorhandler(ArusError)
-    def domain_error(exc: ArusError) -> Response:
+def error_response(exc: Exception) -> Response:
+    """The answer to any exception a route raises: the API error body, never a traceback."""
+    if isinstance(exc, ArusError):
         return _json_response(exc.to_json(), exc.status)
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
+    if isinstance(exc, HTTPException):
         mapped: ArusError
         if isinstance(exc, RequestEntityTooLarge):
             mapped = PayloadTooLarge("the request body exceeds the size limit")
@@ -362,14 +357,11 @@ def _register_errors(app: Flask) -> None:
                 exc.code or 500,
             )
         return _json_response(mapped.to_json(), mapped.status)
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> Response:
-        # A 500 is always a bug: log it with its traceback, tell the caller nothing internal.
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _json_response(
-            {"error": {"code": "internal", "message": "internal error; it has been logged"}}, 500
-        )
+    # A 500 is always a bug: log it with its traceback, tell the caller nothing internal.
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return _json_response(
+        {"error": {"code": "internal", "message": "internal error; it has been logged"}}, 500
+    )
 
 
 def create_app(settings: Settings | None = None, *, surfaces: Iterable[str] = SURFACES) -> Flask:
@@ -392,29 +384,31 @@ def create_app(settings: Settings | None = None, *, surfaces: Iterable[str] = SU
         _register_relay(app, ledger, at_root=alone)
     if "close" in surfaces:
         _register_close(app, ledger, at_root=alone)
-    _register_errors(app)
+    app.register_error_handler(Exception, error_response)
     return app
 
 
-def dispatch(app: Flask, incoming: Request) -> Response:
-    """Run a functions-framework request through one of our Flask apps.
+def serve_function(app: Flask, incoming: Request) -> Response:
+    """Answer a functions-framework request with `app`'s routes and error answers.
 
-    The body is read once, here, under our size limit, and handed to the inner request as a
-    buffer: functions-framework reads the outer request's body again after the response.
+    The route runs in the request context functions-framework has already pushed (its
+    `request` is this request): no second app is dispatched and the body is not copied.
     """
-    environ = dict(incoming.environ)
     incoming.max_content_length = app.config["MAX_CONTENT_LENGTH"]
     try:
-        body = incoming.get_data(cache=True)
-    except RequestEntityTooLarge:
+        adapter = app.url_map.bind_to_environ(incoming.environ)
+        rule, args = adapter.match(return_rule=True)
+        if incoming.method == "OPTIONS" and getattr(rule, "provide_automatic_options", False):
+            return Response(status=200, headers={"Allow": ", ".join(adapter.allowed_methods())})
+        response = app.view_functions[rule.endpoint](**args)
+        assert isinstance(response, Response), "every route answers with a Response"
+        return response
+    except Exception as exc:  # noqa: BLE001 - every failure gets its API answer, as in the app
+        return error_response(exc)
+    finally:
+        # functions-framework drains the body after the response: past the limit, it must
+        # not raise there.
         incoming.max_content_length = None
-        body = b""
-        environ["arus.payload_too_large"] = True
-    environ["wsgi.input"] = io.BytesIO(body)
-    environ["CONTENT_LENGTH"] = str(len(body))
-    environ.pop("HTTP_TRANSFER_ENCODING", None)
-    with app.request_context(environ):
-        return app.full_dispatch_request()
 
 
 _apps: dict[str, Flask] = {}
@@ -431,16 +425,16 @@ def _app_for(surface: str) -> Flask:
 
 
 def post_entry_app(incoming: Request) -> Response:
-    return dispatch(_app_for("mutations"), incoming)
+    return serve_function(_app_for("mutations"), incoming)
 
 
 def query_app(incoming: Request) -> Response:
-    return dispatch(_app_for("reads"), incoming)
+    return serve_function(_app_for("reads"), incoming)
 
 
 def relay_app(incoming: Request) -> Response:
-    return dispatch(_app_for("relay"), incoming)
+    return serve_function(_app_for("relay"), incoming)
 
 
 def daily_close_app(incoming: Request) -> Response:
-    return dispatch(_app_for("close"), incoming)
+    return serve_function(_app_for("close"), incoming)
