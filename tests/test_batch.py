@@ -332,6 +332,22 @@ def batch_items(draw: Any) -> list[dict[str, Any]]:
     return unique
 
 
+def property_ledger(api: Api, settings: Any, name: str) -> Ledger:
+    """Three non-negative asset accounts and a source that may go negative."""
+    ledger = new_ledger(settings, name)
+    for code in CODES:
+        api.account(ledger, code, "asset")
+    api.account(ledger, "src", "equity", allow_negative=True)
+    return ledger
+
+
+def post_alone(api: Api, ledger: Ledger, item: dict[str, Any]) -> Any:
+    """A batch item as the single POST it is equivalent to."""
+    body = {k: v for k, v in item.items() if k != "idempotency_key"}
+    return api.post("/v1/entries", key=ledger.write_key, json=body,
+                    idempotency_key=item["idempotency_key"])  # fmt: skip
+
+
 @hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
           HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(items=batch_items(), prior=st.integers(min_value=0, max_value=2))
@@ -339,10 +355,7 @@ def test_non_atomic_batch_equals_its_items_posted_one_by_one(
     api: Api, settings: Any, items: list[dict[str, Any]], prior: int
 ) -> None:
     def fresh() -> Ledger:
-        ledger = new_ledger(settings, "prop")
-        for code in CODES:
-            api.account(ledger, code, "asset")
-        api.account(ledger, "src", "equity", allow_negative=True)
+        ledger = property_ledger(api, settings, "prop")
         for item in items[:prior]:  # some keys already used before the batch
             post_batch(api, ledger, [item])
         return ledger
@@ -351,9 +364,7 @@ def test_non_atomic_batch_equals_its_items_posted_one_by_one(
     results = post_batch(api, batched, items).get_json()["results"]
     one_by_one = []
     for item in items:
-        body = {k: v for k, v in item.items() if k != "idempotency_key"}
-        response = api.post("/v1/entries", key=single.write_key, json=body,
-                            idempotency_key=item["idempotency_key"])  # fmt: skip
+        response = post_alone(api, single, item)
         one_by_one.append((response.status_code, response.get_json().get("error", {}).get("code")))
     assert [(r["status"], r.get("error", {}).get("code")) for r in results] == one_by_one
     for code in (*CODES, "src"):
@@ -366,20 +377,11 @@ def test_non_atomic_batch_equals_its_items_posted_one_by_one(
 def test_atomic_batch_is_its_items_one_by_one_or_the_first_failure(
     api: Api, settings: Any, items: list[dict[str, Any]]
 ) -> None:
-    def fresh() -> Ledger:
-        ledger = new_ledger(settings, "prop-atomic")
-        for code in CODES:
-            api.account(ledger, code, "asset")
-        api.account(ledger, "src", "equity", allow_negative=True)
-        return ledger
-
-    batched, single = fresh(), fresh()
+    batched, single = (property_ledger(api, settings, "prop-atomic") for _ in range(2))
     response = post_batch(api, batched, items, atomic=True)
     first_failure = None
     for index, item in enumerate(items):
-        body = {k: v for k, v in item.items() if k != "idempotency_key"}
-        one = api.post("/v1/entries", key=single.write_key, json=body,
-                       idempotency_key=item["idempotency_key"])  # fmt: skip
+        one = post_alone(api, single, item)
         if one.status_code >= 400:
             first_failure = (index, one.get_json()["error"]["code"])
             break

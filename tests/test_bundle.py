@@ -293,6 +293,42 @@ def test_bundle_venv_has_no_arus_and_imports_the_vendored_copy(
     assert Path(inside.stdout.strip()) == unpacked / "arus" / "__init__.py"
 
 
+# The consumer side is its own distribution (clients/python, arus-client): never in a bundle.
+CONSUMER_SIDE = ("arus/client.py", "arus/shadow.py", "arus_client/")
+# The only modules of a bundle that do not import on their own, and why: Kafka is the local
+# transport, an extra the deployed functions do not install (their relay publishes to Pub/Sub);
+# alembic's env script runs only inside alembic (it reads alembic's `context.config`).
+NOT_IMPORTABLE_ALONE = {"arus.transports.kafka": "confluent_kafka", "arus.migrations.env": "config"}
+
+
+def test_bundles_carry_server_code_only_and_import_with_their_own_requirements(
+    bundle_venv: Path, bundles: dict[str, BundleResult], tmp_path: Path
+) -> None:
+    for function, result in bundles.items():
+        with zipfile.ZipFile(result.zip_path) as archive:
+            names = archive.namelist()
+        carried = [n for n in names if n.startswith(CONSUMER_SIDE)]
+        assert carried == [], f"{function} bundles consumer-side code: {carried}"
+    unpacked = tmp_path / "post_entry"
+    with zipfile.ZipFile(bundles["post_entry"].zip_path) as archive:
+        archive.extractall(unpacked)
+    probe = (
+        "import importlib, json, pkgutil, arus\n"
+        "failed = {}\n"
+        "for m in pkgutil.walk_packages(arus.__path__, 'arus.'):\n"
+        "    try:\n"
+        "        importlib.import_module(m.name)\n"
+        "    except Exception as exc:\n"
+        "        failed[m.name] = getattr(exc, 'name', None) or type(exc).__name__\n"
+        "print(json.dumps(failed))\n"
+    )
+    done = subprocess.run(
+        [str(bundle_venv / "bin" / "python"), "-c", probe], cwd=unpacked, env=clean_env(),
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    assert json.loads(done.stdout) == NOT_IMPORTABLE_ALONE
+
+
 def test_bundles_serve_through_functions_framework(served: dict[str, Served], ledger: Any) -> None:
     post, query = served["post_entry"].base, served["query"].base
     cash, income = f"cash-{uuid.uuid4().hex[:6]}", f"income-{uuid.uuid4().hex[:6]}"

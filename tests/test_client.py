@@ -1,4 +1,4 @@
-"""arus.client against a real `arus serve` on the test PostgreSQL, plus injected faults.
+"""arus_client.client against a real `arus serve` on the test PostgreSQL, plus injected faults.
 
 The server is a subprocess (`python -m arus.cli serve`) on a free 127.0.0.1 port, stopped by
 its PID. Faults are injected two ways: an httpx transport that wraps the real one (drop the
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from arus import client as arus_client
-from arus.client import (
+from arus_client import client as arus_client
+from arus_client.client import (
     Account,
     AlreadyReversedError,
     ArusApiError,
@@ -646,8 +646,9 @@ def test_float_or_non_int_amount_is_refused_before_sending(amount):
 
 
 def test_client_imports_without_the_server_dependencies():
-    """A consumer installs httpx, not the ledger's database stack."""
-    blocked = ["sqlalchemy", "pg8000", "flask", "werkzeug", "alembic", "functions_framework"]
+    """A consumer installs arus-client (httpx), not the server or the ledger's database stack."""
+    blocked = ["arus", "sqlalchemy", "pg8000", "flask", "werkzeug", "alembic",
+               "functions_framework"]  # fmt: skip
     code = (
         "import sys\n"
         "class Block:\n"
@@ -655,11 +656,11 @@ def test_client_imports_without_the_server_dependencies():
         f"        if name.split('.')[0] in {blocked!r}:\n"
         "            raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import arus.client\n"
+        "import arus_client.client\n"
         "print(sorted(m for m in sys.modules if m.startswith('arus')))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "['arus', 'arus.client']"
+    assert result.stdout.strip() == "['arus_client', 'arus_client.client']"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from arus import shadow
-from arus.client import ArusClient, NewPosting
+from arus_client import shadow
+from arus_client.client import ArusClient, NewPosting
 
 from tests.conftest import REPO, new_ledger
 from tests.test_client import running_server
@@ -153,3 +153,19 @@ def test_the_cli_refuses_a_float_amount(tmp_path, server):
         store, "add", "expense", "--amount-minor", "19.99", url=server, key=None
     )
     assert result.returncode == 2 and "invalid int value" in result.stderr
+
+
+def test_the_example_depends_on_arus_client_never_on_the_server():
+    import ast
+    from pathlib import Path
+
+    example = Path(__file__).parent.parent / "examples" / "family_finance"
+    imported = set()
+    for source in example.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    assert "arus_client" in imported and "arus" not in imported, sorted(imported)
+    assert "./clients/python[shadow]" in (example / "requirements.txt").read_text()

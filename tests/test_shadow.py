@@ -1,4 +1,4 @@
-"""arus.shadow: a consumer's changes mirrored into a real ledger (a real `arus serve` on the
+"""arus_client.shadow: a consumer's changes mirrored into a real ledger (a real `arus serve` on the
 test PostgreSQL), with the consumer's store on SQLite and on PostgreSQL.
 
 Rules under test: money is an int of minor units or nothing is queued; the queue lives in the
@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from arus import shadow
-from arus.client import ArusClient, Entry, NewPosting, RetryPolicy
 from arus.db import sqlalchemy_url
-from arus.shadow import ShadowConfig, ShadowTransaction
+from arus_client import shadow
+from arus_client.client import ArusClient, Entry, NewPosting, RetryPolicy
+from arus_client.shadow import ShadowConfig, ShadowTransaction
 
 from tests.conftest import injected_drift, new_ledger
 from tests.test_client import DroppingProxy, FaultyTransport, no_sleep, running_server

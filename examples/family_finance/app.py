@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from arus import shadow
-from arus.client import ArusApiError, ArusClient, ArusConnectionError
+from arus_client import shadow
+from arus_client.client import ArusApiError, ArusClient, ArusConnectionError
 from sqlalchemy.engine import Engine
 
 from . import store

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import sqlalchemy as sa
-from arus import shadow
+from arus_client import shadow
 from sqlalchemy.engine import Connection, Engine
 
 Kind = Literal["expense", "income"]

@@ -39,7 +39,7 @@ from typing import Any, Literal, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from arus.client import (
+from arus_client.client import (
     AlreadyReversedError,
     ArusApiError,
     ArusClient,
@@ -51,7 +51,7 @@ from arus.client import (
     UnauthenticatedError,
 )
 
-log = logging.getLogger("arus.shadow")
+log = logging.getLogger("arus_client.shadow")
 T = TypeVar("T")
 
 Kind = Literal["expense", "income"]

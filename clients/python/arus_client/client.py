@@ -1,7 +1,7 @@
 """The Python client for the Arus HTTP API (SPEC §3): typed, retrying, paginating.
 
-Install with `pip install 'arus[client]'` (it needs only httpx; it imports nothing that talks to
-a database, so a consumer app can use it without the server's dependencies).
+Part of the `arus-client` distribution (`pip install ./clients/python`): it needs only httpx and
+imports nothing of the server, so a consumer app uses it without the server's dependencies.
 
     with ArusClient("http://127.0.0.1:8080", api_key) as arus:
         arus.create_account(code="cash", name="Cash", type="asset", currency="USD")
@@ -74,7 +74,7 @@ __all__ = [
     "ValidationError",
 ]
 
-log = logging.getLogger("arus.client")
+log = logging.getLogger("arus_client.client")
 
 USER_AGENT = "arus-python-client/0.1"
 INT64_MAX = 9_223_372_036_854_775_807

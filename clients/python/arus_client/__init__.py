@@ -1,0 +1,9 @@
+"""arus-client: the consumer side of Arus, a distribution of its own (SPEC §1).
+
+- `arus_client.client`: the typed HTTP client (httpx only).
+- `arus_client.shadow`: shadow writes, mirroring a consumer app's own transactions into a
+  ledger through its own outbox table (needs SQLAlchemy, for the consumer's own database).
+
+Nothing here imports the server package `arus`, and the server's function bundles carry none
+of it (tests/test_bundle.py).
+"""
