@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' -e './clients/python[shadow]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e './clients/python[shadow,kafka]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -178,6 +178,26 @@ def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 60.0) -> list[R
         consumer.close()
 
 
+# --- The reference consumer's mirror, checked against the ledger's own tables ----------------
+
+
+def mirror_drift(conn: Any, ledger_id: Any, consumer: str) -> list[dict[str, Any]]:
+    """The mirror's drift from the ledger's balances table: a test may read the ledger's tables;
+    the reference consumer itself asks the API (`drift_against_api`)."""
+    from arus.schema import balances
+    from arus_client.reference_consumer import drift, mirrored_balances
+
+    ledger = {
+        str(row.account_id): int(row.balance)
+        for row in conn.execute(
+            sa.select(balances.c.account_id, balances.c.balance).where(
+                balances.c.ledger_id == ledger_id
+            )
+        )
+    }
+    return drift(ledger, mirrored_balances(conn, consumer, ledger_id))
+
+
 # --- The global outbox ------------------------------------------------------------------------
 
 

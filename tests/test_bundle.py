@@ -294,7 +294,7 @@ def test_bundle_venv_has_no_arus_and_imports_the_vendored_copy(
 
 
 # The consumer side is its own distribution (clients/python, arus-client): never in a bundle.
-CONSUMER_SIDE = ("arus/client.py", "arus/shadow.py", "arus_client/")
+CONSUMER_SIDE = ("arus/client.py", "arus/shadow.py", "arus/consumer.py", "arus_client/")
 # The only modules of a bundle that do not import on their own, and why: Kafka is the local
 # transport, an extra the deployed functions do not install (their relay publishes to Pub/Sub);
 # alembic's env script runs only inside alembic (it reads alembic's `context.config`).

@@ -27,14 +27,14 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from arus.consumer import drift_against_ledger, ensure_consumer_schema, mirror_event
 from arus.relay import drain, run_once
 from arus.schema import outbox_events
 from arus.transports import OutboxEvent, PublishError
 from arus.transports.kafka import KafkaTransport
+from arus_client.reference_consumer import ensure_consumer_schema, mirror_event
 
 from tests import brokers
-from tests.brokers import KafkaBroker, pending_rows, read_topic
+from tests.brokers import KafkaBroker, mirror_drift, pending_rows, read_topic
 
 # Fixtures from tests/brokers.py, registered in this module.
 empty_outbox = brokers.empty_outbox
@@ -415,7 +415,7 @@ def test_relay_chaos_loses_nothing_and_dedupe_applies_each_event_once(
                 applied[uuid.UUID(record.envelope["event_id"])] += 1
     after_dedupe_duplicates = sum(applied.values()) - len(applied)
     with engine.connect() as conn:
-        drift = drift_against_ledger(conn, ledger.ledger_id, consumer)
+        drift = mirror_drift(conn, ledger.ledger_id, consumer)
 
     print(
         f"\nCHAOS rounds={len(scenarios)} seed={CHAOS_SEED} "

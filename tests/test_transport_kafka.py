@@ -16,21 +16,23 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 from arus.config import ConfigError
-from arus.consumer import (
-    consume_kafka,
-    drift_against_ledger,
-    ensure_consumer_schema,
-    mirrored_ledgers,
-    record_event,
-)
 from arus.relay import drain
 from arus.schema import outbox_events
 from arus.transports import OutboxEvent, PublishError, make_transport
 from arus.transports.kafka import KafkaTransport
+from arus_client.events import record_event
+from arus_client.reference_consumer import consume_kafka, ensure_consumer_schema, mirrored_ledgers
 from confluent_kafka import Producer
 
 from tests import brokers
-from tests.brokers import KafkaBroker, SinkTransport, free_port, pending_rows, read_topic
+from tests.brokers import (
+    KafkaBroker,
+    SinkTransport,
+    free_port,
+    mirror_drift,
+    pending_rows,
+    read_topic,
+)
 
 # Fixtures from tests/brokers.py, registered in this module.
 empty_outbox = brokers.empty_outbox
@@ -161,8 +163,9 @@ def test_reference_consumer_mirrors_balances_and_dedupes_redelivery(
     in_topic = read_topic(kafka_broker.bootstrap, kafka_topic)
     distinct = len({r.value for r in in_topic})
     name = f"mirror-{uuid.uuid4().hex[:8]}"
+    source = {"bootstrap": kafka_broker.bootstrap, "topic": kafka_topic}
 
-    first = consume_kafka(configured, group_id=name, max_messages=10_000, timeout_s=60)
+    first = consume_kafka(engine, **source, group_id=name, max_messages=10_000, timeout_s=60)
     assert (first["received"], first["applied"], first["duplicates"], first["invalid"]) == (
         len(in_topic),
         distinct - 1,
@@ -173,7 +176,7 @@ def test_reference_consumer_mirrors_balances_and_dedupes_redelivery(
 
     # The same consumer again from another group: Kafka redelivers everything, dedupe skips it.
     redelivered = consume_kafka(
-        configured, group_id=f"{name}-replay", consumer_name=name, max_messages=10_000,
+        engine, **source, group_id=f"{name}-replay", consumer_name=name, max_messages=10_000,
         timeout_s=60,
     )  # fmt: skip
     assert (redelivered["received"], redelivered["applied"], redelivered["duplicates"]) == (
@@ -183,11 +186,11 @@ def test_reference_consumer_mirrors_balances_and_dedupes_redelivery(
     ), redelivered
 
     # Offsets were committed after the database commits: the group resumes at the end.
-    resumed = consume_kafka(configured, group_id=name, max_messages=10_000, timeout_s=60)
+    resumed = consume_kafka(engine, **source, group_id=name, max_messages=10_000, timeout_s=60)
     assert resumed["received"] == 0, resumed
 
     with engine.connect() as conn:
-        assert drift_against_ledger(conn, ledger.ledger_id, name) == []
+        assert mirror_drift(conn, ledger.ledger_id, name) == []
         assert str(ledger.ledger_id) in mirrored_ledgers(conn, name)
     accounts = api.get("/v1/accounts", key=ledger.read_key).get_json()["data"]
     assert {a["balance"] for a in accounts} != {0}, "the workload moved money"
@@ -203,7 +206,7 @@ def test_reference_consumer_mirrors_balances_and_dedupes_redelivery(
             {"name": name, "account": cash["id"]},
         )
     with engine.connect() as conn:
-        assert drift_against_ledger(conn, ledger.ledger_id, name) == [
+        assert mirror_drift(conn, ledger.ledger_id, name) == [
             {
                 "account_id": cash["id"],
                 "ledger_balance": cash["balance"],

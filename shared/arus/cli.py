@@ -116,24 +116,6 @@ def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if all(r["balanced"] and not r["drift"] for r in reports) else 1
 
 
-def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
-    """The reference consumer: mirror balances from Kafka, then report drift per ledger."""
-    from arus import consumer
-
-    result: dict[str, Any] = consumer.consume_kafka(
-        settings, group_id=args.group, max_messages=args.max_messages, timeout_s=args.timeout
-    )
-    with get_engine(settings).connect() as conn:
-        drift = {
-            str(ledger_id): found
-            for ledger_id in consumer.mirrored_ledgers(conn, args.group)
-            if (found := consumer.drift_against_ledger(conn, ledger_id, args.group))
-        }
-    result["drift"] = drift
-    _print_json(result)
-    return 1 if drift else 0
-
-
 def cmd_bundle(settings: Settings, args: argparse.Namespace) -> int:
     from arus.bundle import build_bundles
 
@@ -188,14 +170,6 @@ def build_parser() -> argparse.ArgumentParser:
     relay_p.add_argument("--once", action="store_true", help="one run, then exit")
     relay_p.add_argument("--interval", type=float, default=1.0, help="seconds between runs")
     relay_p.set_defaults(func=cmd_relay)
-
-    consume_p = sub.add_parser(
-        "consume", help="reference consumer: mirror balances from Kafka and report drift"
-    )
-    consume_p.add_argument("--group", default="arus-reference-consumer", help="consumer group")
-    consume_p.add_argument("--max-messages", type=int, default=100_000)
-    consume_p.add_argument("--timeout", type=float, default=30.0, help="seconds at most")
-    consume_p.set_defaults(func=cmd_consume)
 
     bundle_p = sub.add_parser("bundle", help="build each function's deployable source and zip")
     bundle_p.add_argument("--out", default="build/bundles", help="output directory")

@@ -541,6 +541,8 @@ class ArusClient:
     ) -> None:
         if timeout_s <= 0 or connect_timeout_s <= 0:
             raise ValueError("timeouts must be positive")
+        # The key's public id (`arus_<id>_<secret>`), to name the key in reports; never the secret.
+        self.key_id = api_key.removeprefix("arus_").split("_", 1)[0]
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng

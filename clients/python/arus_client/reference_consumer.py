@@ -1,55 +1,49 @@
-"""Consumer-side dedupe and the reference consumer (`arus consume`), SPEC §4.
+"""The reference consumer (`arus-consume`, SPEC §4): balances mirrored from the event stream.
 
-The relay delivers at least once, so a consumer sees some events twice. It dedupes by
-`event_id`: `record_event` inserts the id into the consumer's own `processed_events` table in
-the same transaction as the side effect, and the side effect runs only when the insert was new.
-Either both commit or neither does, so each event takes effect exactly once per consumer.
+It reads only the event stream, its own tables and the API. It mirrors per-account balances from
+Kafka (`mirror_event`, each event once: `arus_client.events`) into the schema `consumer` of its
+own PostgreSQL database, keyed by consumer name, and compares the mirror with the ledger's
+balances as the API reports them (`drift_against_api`). An entry naming an account whose
+`account.created` event it never saw (published before it started) is learned from the API
+when it holds a key for that ledger; otherwise the message is counted invalid, never guessed.
 
-The reference consumer mirrors per-account balances from the event stream (`mirror_event`) and
-compares the mirror with the ledger (`drift_against_ledger`). Its tables belong to the consumer,
-not to the ledger: they live in the schema `consumer` (created by `ensure_consumer_schema`, not
-by the ledger's migrations) and are keyed by consumer name, so several consumers can share one
-database without seeing each other's progress.
+    arus-consume --bootstrap 127.0.0.1:9092 --database-url postgresql+pg8000://... \\
+        --api-url http://127.0.0.1:8080 --key arus_<read key>
+
+Prints {received, applied, duplicates, invalid, ledger_ids, drift} as JSON; exits 1 on drift.
+Needs the `kafka` extra (confluent-kafka) to consume; mirroring and drift need SQLAlchemy.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import os
+import sys
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
-from arus.config import ConfigError, Settings
-from arus.schema import accounts as ledger_accounts
-from arus.schema import balances as ledger_balances
+from arus_client.client import ArusApiError, ArusClient, NotFoundError
+from arus_client.events import SCHEMA, ensure_schema, metadata, record_event
 
-log = logging.getLogger("arus.consumer")
+log = logging.getLogger("arus_client.reference_consumer")
 
-SCHEMA = "consumer"
 DEBIT_NORMAL_TYPES = frozenset({"asset", "expense"})
 POLL_BATCH = 500  # messages per consume() call
 POLL_TIMEOUT_S = 0.5
+DEFAULT_TOPIC = "arus.ledger.events"
 
-CONSUMER_DDL = f"""
-CREATE SCHEMA IF NOT EXISTS {SCHEMA};
-
--- One row per (consumer, event) ever applied: the dedupe record, written in the same
--- transaction as the event's side effect.
-CREATE TABLE IF NOT EXISTS {SCHEMA}.processed_events (
-    consumer     text NOT NULL CHECK (length(consumer) BETWEEN 1 AND 200),
-    event_id     uuid NOT NULL,
-    processed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (consumer, event_id)
-);
-
--- What the reference consumer learned from account.created events: each account's normal side.
+MIRROR_DDL = f"""
+-- What the reference consumer learned of each account: its normal side and currency.
 CREATE TABLE IF NOT EXISTS {SCHEMA}.accounts (
     consumer    text NOT NULL,
     account_id  uuid NOT NULL,
@@ -74,19 +68,9 @@ CREATE INDEX IF NOT EXISTS balances_consumer_ledger_idx
     ON {SCHEMA}.balances (consumer, ledger_id);
 """
 
-_metadata = sa.MetaData(schema=SCHEMA)
-
-processed_events = sa.Table(
-    "processed_events",
-    _metadata,
-    sa.Column("consumer", sa.Text, primary_key=True),
-    sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
-    sa.Column("processed_at", sa.DateTime(timezone=True)),
-)
-
 mirror_accounts = sa.Table(
     "accounts",
-    _metadata,
+    metadata,
     sa.Column("consumer", sa.Text, primary_key=True),
     sa.Column("account_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("ledger_id", UUID(as_uuid=True), nullable=False),
@@ -96,7 +80,7 @@ mirror_accounts = sa.Table(
 
 mirror_balances = sa.Table(
     "balances",
-    _metadata,
+    metadata,
     sa.Column("consumer", sa.Text, primary_key=True),
     sa.Column("account_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("ledger_id", UUID(as_uuid=True), nullable=False),
@@ -105,32 +89,17 @@ mirror_balances = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True)),
 )
 
+# (ledger id, account id) -> (account type, currency), or None when it cannot say.
+AccountLookup = Callable[[uuid.UUID, uuid.UUID], tuple[str, str] | None]
+
 
 class InvalidEvent(ValueError):
     """A message that is not a SPEC §4 envelope the reference consumer can apply."""
 
 
 def ensure_consumer_schema(conn: Connection) -> None:
-    """Create the consumer's own tables if they are missing (idempotent, safe to race)."""
-    # CREATE ... IF NOT EXISTS can still collide when two processes run it at once.
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('arus.consumer.schema'))"))
-    conn.exec_driver_sql(CONSUMER_DDL)
-
-
-def record_event(conn: Connection, *, consumer: str, event_id: uuid.UUID | str) -> bool:
-    """Record that `consumer` processed `event_id`; True when this is the first time.
-
-    Call it inside the transaction that performs the side effect and skip the side effect when
-    it returns False. A concurrent transaction recording the same event waits for this one:
-    if this one commits, it gets False; if this one rolls back, it gets True.
-    """
-    inserted = conn.execute(
-        pg_insert(processed_events)
-        .values(consumer=consumer, event_id=_as_uuid(event_id, "event_id"))
-        .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
-        .returning(processed_events.c.event_id)
-    ).first()
-    return inserted is not None
+    """The dedupe table and the mirror's tables, created if missing."""
+    ensure_schema(conn, MIRROR_DDL)
 
 
 @dataclass(frozen=True)
@@ -165,12 +134,19 @@ def _as_uuid(value: object, field: str) -> uuid.UUID:
         raise InvalidEvent(f"{field} must be a UUID, not {value!r}") from None
 
 
-def mirror_event(conn: Connection, envelope: dict[str, Any], consumer_name: str) -> bool:
+def mirror_event(
+    conn: Connection,
+    envelope: dict[str, Any],
+    consumer_name: str,
+    *,
+    lookup: AccountLookup | None = None,
+) -> bool:
     """Apply one event to the mirrored balances, once; returns False for a duplicate.
 
     `entry.committed`: every posting moves its account's balance by its amount, positive on
     the account's normal side. `account.created`: remembers the account's normal side. Other
-    event types are recorded as processed and otherwise ignored.
+    event types are recorded as processed and otherwise ignored. `lookup` answers for accounts
+    the consumer has no `account.created` event of.
     """
     event = _parse(envelope)
     if not record_event(conn, consumer=consumer_name, event_id=event.event_id):
@@ -178,7 +154,7 @@ def mirror_event(conn: Connection, envelope: dict[str, Any], consumer_name: str)
     if event.event_type == "account.created":
         _learn_account(conn, consumer_name, event.ledger_id, event.data)
     elif event.event_type == "entry.committed":
-        _apply_entry(conn, consumer_name, event.ledger_id, event.data)
+        _apply_entry(conn, consumer_name, event.ledger_id, event.data, lookup)
     return True
 
 
@@ -206,9 +182,13 @@ def _learn_account(
 
 
 def _known_accounts(
-    conn: Connection, consumer: str, ledger_id: uuid.UUID, account_ids: list[uuid.UUID]
+    conn: Connection,
+    consumer: str,
+    ledger_id: uuid.UUID,
+    account_ids: list[uuid.UUID],
+    lookup: AccountLookup | None,
 ) -> dict[uuid.UUID, tuple[str, str]]:
-    """(normal side, currency) per account: from account.created events seen, else the ledger."""
+    """(normal side, currency) per account: from account.created events seen, else `lookup`."""
     known = {
         row.account_id: (row.normal_side, row.currency)
         for row in conn.execute(
@@ -222,18 +202,17 @@ def _known_accounts(
             )
         )
     }
-    missing = [account_id for account_id in account_ids if account_id not in known]
-    if missing:
-        # The account.created event has not arrived (or was published before this consumer
-        # started): the reference consumer shares the ledger's database, so ask the ledger.
-        for row in conn.execute(
-            sa.select(ledger_accounts.c.id, ledger_accounts.c.type, ledger_accounts.c.currency)
-            .where(ledger_accounts.c.ledger_id == ledger_id, ledger_accounts.c.id.in_(missing))
-            .order_by(ledger_accounts.c.id)
-        ):
-            learned = {"id": row.id, "type": row.type, "currency": row.currency}
+    for account_id in account_ids:
+        if account_id in known or lookup is None:
+            continue
+        # The account.created event has not arrived, or was published before this consumer
+        # started: ask the API, when the consumer holds a key for this ledger.
+        found = lookup(ledger_id, account_id)
+        if found is not None:
+            account_type, currency = found
+            learned = {"id": account_id, "type": account_type, "currency": currency}
             _learn_account(conn, consumer, ledger_id, learned)
-            known[row.id] = (_normal_side(row.type), row.currency)
+            known[account_id] = (_normal_side(account_type), currency)
     unknown = [str(account_id) for account_id in account_ids if account_id not in known]
     if unknown:
         raise InvalidEvent(f"postings name accounts unknown to ledger {ledger_id}: {unknown}")
@@ -251,7 +230,11 @@ def _posting_line(posting: object) -> tuple[uuid.UUID, str, int]:
 
 
 def _apply_entry(
-    conn: Connection, consumer: str, ledger_id: uuid.UUID, entry: dict[str, Any]
+    conn: Connection,
+    consumer: str,
+    ledger_id: uuid.UUID,
+    entry: dict[str, Any],
+    lookup: AccountLookup | None,
 ) -> None:
     postings = entry.get("postings")
     if not isinstance(postings, list) or not postings:
@@ -259,7 +242,7 @@ def _apply_entry(
     lines = [_posting_line(posting) for posting in postings]
     deltas: dict[uuid.UUID, int] = {}
     account_ids = sorted({account_id for account_id, _, _ in lines})
-    known = _known_accounts(conn, consumer, ledger_id, account_ids)
+    known = _known_accounts(conn, consumer, ledger_id, account_ids, lookup)
     for account_id, direction, amount in lines:
         normal_side = known[account_id][0]
         deltas[account_id] = deltas.get(account_id, 0) + (
@@ -287,49 +270,21 @@ def _apply_entry(
         )
 
 
-def drift_against_ledger(
-    conn: Connection, ledger_id: uuid.UUID | str, consumer_name: str
-) -> list[dict[str, Any]]:
-    """Accounts of `ledger_id` whose mirrored balance differs from the ledger's balance.
-
-    An account the consumer never heard of counts as a mirrored balance of 0. Empty when the
-    consumer has applied every event of the ledger that is committed.
-    """
-    ledger = _as_uuid(ledger_id, "ledger_id")
-    mirror = (
-        sa.select(mirror_balances.c.account_id, mirror_balances.c.balance)
-        .where(mirror_balances.c.consumer == consumer_name, mirror_balances.c.ledger_id == ledger)
-        .subquery("mirror")
-    )
-    book = (
-        sa.select(ledger_balances.c.account_id, ledger_balances.c.balance)
-        .where(ledger_balances.c.ledger_id == ledger)
-        .subquery("book")
-    )
-    ledger_balance = sa.func.coalesce(book.c.balance, 0)
-    mirrored_balance = sa.func.coalesce(mirror.c.balance, 0)
+def mirrored_balances(
+    conn: Connection, consumer_name: str, ledger_id: uuid.UUID | str
+) -> dict[str, int]:
+    """The mirror of one ledger: account id -> mirrored balance."""
     rows = conn.execute(
-        sa.select(
-            sa.func.coalesce(book.c.account_id, mirror.c.account_id).label("account_id"),
-            ledger_balance.label("ledger_balance"),
-            mirrored_balance.label("mirrored_balance"),
+        sa.select(mirror_balances.c.account_id, mirror_balances.c.balance).where(
+            mirror_balances.c.consumer == consumer_name,
+            mirror_balances.c.ledger_id == _as_uuid(ledger_id, "ledger_id"),
         )
-        .select_from(book.join(mirror, book.c.account_id == mirror.c.account_id, full=True))
-        .where(ledger_balance != mirrored_balance)
-        .order_by("account_id")
     )
-    return [
-        {
-            "account_id": str(row.account_id),
-            "ledger_balance": int(row.ledger_balance),
-            "mirrored_balance": int(row.mirrored_balance),
-        }
-        for row in rows
-    ]
+    return {str(row.account_id): int(row.balance) for row in rows}
 
 
 def mirrored_ledgers(conn: Connection, consumer_name: str) -> list[str]:
-    """The ledgers `consumer_name` holds mirrored balances for (to report drift on each)."""
+    """The ledgers `consumer_name` holds mirrored balances for."""
     rows = conn.execute(
         sa.select(mirror_balances.c.ledger_id)
         .where(mirror_balances.c.consumer == consumer_name)
@@ -339,15 +294,61 @@ def mirrored_ledgers(conn: Connection, consumer_name: str) -> list[str]:
     return [str(row.ledger_id) for row in rows]
 
 
+def drift(ledger: dict[str, int], mirrored: dict[str, int]) -> list[dict[str, Any]]:
+    """Accounts whose mirrored balance differs from the ledger's (an unseen account mirrors 0)."""
+    return [
+        {
+            "account_id": account_id,
+            "ledger_balance": ledger.get(account_id, 0),
+            "mirrored_balance": mirrored.get(account_id, 0),
+        }
+        for account_id in sorted(ledger.keys() | mirrored.keys())
+        if ledger.get(account_id, 0) != mirrored.get(account_id, 0)
+    ]
+
+
+def drift_against_api(
+    conn: Connection, client: ArusClient, ledger_id: uuid.UUID | str, consumer_name: str
+) -> list[dict[str, Any]]:
+    """The ledger's balances, as its API reports them, against the mirror of that ledger.
+
+    Empty when the consumer has applied every event of the ledger that is committed.
+    """
+    ledger = {account.id: account.balance for account in client.iter_accounts(page_size=500)}
+    return drift(ledger, mirrored_balances(conn, consumer_name, ledger_id))
+
+
+def api_lookup(clients: Sequence[ArusClient]) -> AccountLookup:
+    """Answer from the API for accounts of the ledgers `clients` hold keys for.
+
+    Account ids are unique across ledgers and a key sees only its own ledger's accounts, so the
+    one client that finds the account is the one for its ledger.
+    """
+
+    def lookup(ledger_id: uuid.UUID, account_id: uuid.UUID) -> tuple[str, str] | None:
+        for client in clients:
+            try:
+                account = client.get_account(str(account_id))
+            except NotFoundError:
+                continue
+            return account.type, account.currency
+        return None
+
+    return lookup
+
+
 def consume_kafka(
-    settings: Settings,
+    engine: Engine,
     *,
+    bootstrap: str,
+    topic: str,
     group_id: str,
     max_messages: int,
     timeout_s: float,
     consumer_name: str | None = None,
+    lookup: AccountLookup | None = None,
 ) -> dict[str, Any]:
-    """The reference consumer over Kafka: mirror balances from `settings.kafka_topic`.
+    """Mirror balances from `topic` into the consumer tables of `engine`'s database.
 
     Polls with consumer group `group_id` from the group's committed offsets (the earliest
     offset the first time). Each message is applied with `mirror_event` in its own database
@@ -360,13 +361,9 @@ def consume_kafka(
     """
     from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-    from arus.db import get_engine
-
-    if not settings.kafka_bootstrap:
-        raise ConfigError("consuming from Kafka needs ARUS_KAFKA_BOOTSTRAP")
-    assert group_id and 1 <= max_messages <= 10_000_000 and 0 < timeout_s <= 3600
+    assert bootstrap and topic and group_id
+    assert 1 <= max_messages <= 10_000_000 and 0 < timeout_s <= 3600
     name = consumer_name or group_id
-    engine = get_engine(settings)
     with engine.begin() as conn:
         ensure_consumer_schema(conn)
 
@@ -383,7 +380,7 @@ def consume_kafka(
 
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            "bootstrap.servers": bootstrap,
             "group.id": group_id,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
@@ -396,7 +393,7 @@ def consume_kafka(
     ledger_ids: set[str] = set()
     deadline = time.monotonic() + timeout_s
     try:
-        consumer.subscribe([settings.kafka_topic], on_assign=on_assign, on_revoke=on_revoke)
+        consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
         while counts["received"] < max_messages and time.monotonic() < deadline:
             if assigned and assigned <= at_end:
                 break  # read everything there is
@@ -414,7 +411,7 @@ def consume_kafka(
                 at_end.discard((message.topic() or "", message.partition() or 0))
                 counts["received"] += 1
                 received_any = True
-                outcome = _apply_message(engine, message.value(), name)
+                outcome = _apply_message(engine, message.value(), name, lookup)
                 counts[outcome] += 1
                 if outcome != "invalid" and message.key():
                     ledger_ids.add(_ledger_of(message.key()))
@@ -433,12 +430,95 @@ def _ledger_of(key: bytes | None) -> str:
     return key.decode() if key else ""
 
 
-def _apply_message(engine: sa.Engine, value: bytes | None, consumer_name: str) -> str:
+def _apply_message(
+    engine: Engine, value: bytes | None, consumer_name: str, lookup: AccountLookup | None
+) -> str:
     try:
         envelope = json.loads(value or b"")
         with engine.begin() as conn:
-            return "applied" if mirror_event(conn, envelope, consumer_name) else "duplicates"
+            applied = mirror_event(conn, envelope, consumer_name, lookup=lookup)
+            return "applied" if applied else "duplicates"
     except (json.JSONDecodeError, UnicodeDecodeError, InvalidEvent) as exc:
         # A poison message must not stop the stream; it is counted and logged, not applied.
         log.error("skipping a message that is not an applicable event: %s", exc)
         return "invalid"
+
+
+def drift_by_key(
+    conn: Connection, clients: Sequence[ArusClient], consumer_name: str
+) -> dict[str, list[dict[str, Any]]]:
+    """Drift per ledger a key reads, keyed by ledger id (by key id while nothing is mirrored)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for client in clients:
+        ledger = {account.id: account.balance for account in client.iter_accounts(page_size=500)}
+        ledger_ids = (
+            conn.execute(
+                sa.select(mirror_accounts.c.ledger_id)
+                .where(
+                    mirror_accounts.c.consumer == consumer_name,
+                    mirror_accounts.c.account_id.in_([uuid.UUID(a) for a in ledger]),
+                )
+                .distinct()
+            )
+            .scalars()
+            .all()
+        )
+        assert len(ledger_ids) <= 1, "a key reads one ledger"
+        mirrored = mirrored_balances(conn, consumer_name, ledger_ids[0]) if ledger_ids else {}
+        if difference := drift(ledger, mirrored):
+            found[str(ledger_ids[0]) if ledger_ids else f"key {client.key_id}"] = difference
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="arus-consume", description=__doc__.split("\n")[0])
+    env = os.environ.get
+    parser.add_argument(
+        "--bootstrap",
+        default=env("ARUS_KAFKA_BOOTSTRAP"),
+        help="Kafka bootstrap servers (ARUS_KAFKA_BOOTSTRAP)",
+    )
+    parser.add_argument("--topic", default=env("ARUS_KAFKA_TOPIC", DEFAULT_TOPIC))
+    parser.add_argument(
+        "--database-url",
+        default=env("ARUS_CONSUMER_DATABASE_URL"),
+        help="SQLAlchemy URL of the consumer's own PostgreSQL database",
+    )
+    parser.add_argument("--api-url", default=env("ARUS_URL"), help="the Arus API (ARUS_URL)")
+    parser.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        help="a read key per ledger to check for drift (repeatable)",
+    )
+    parser.add_argument("--group", default="arus-reference-consumer", help="consumer group")
+    parser.add_argument("--max-messages", type=int, default=100_000)
+    parser.add_argument("--timeout", type=float, default=30.0, help="s to consume at most")
+    args = parser.parse_args(argv)  # fmt: skip
+    if not args.bootstrap or not args.database_url:
+        parser.error("--bootstrap and --database-url are required (or their env variables)")
+    if args.key and not args.api_url:
+        parser.error("--key needs --api-url")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    engine = sa.create_engine(args.database_url)
+    clients = [ArusClient(args.api_url, key) for key in args.key]
+    try:
+        result = consume_kafka(
+            engine, bootstrap=args.bootstrap, topic=args.topic, group_id=args.group,
+            max_messages=args.max_messages, timeout_s=args.timeout, lookup=api_lookup(clients),
+        )  # fmt: skip
+        with engine.connect() as conn:
+            result["drift"] = drift_by_key(conn, clients, args.group)
+    except ArusApiError as exc:
+        print(json.dumps({"error": str(exc)}), file=sys.stderr)
+        return 2
+    finally:
+        for client in clients:
+            client.close()
+        engine.dispose()
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 1 if result["drift"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
