@@ -7,8 +7,19 @@ import json
 import logging
 import sys
 
-# Structured fields our modules attach with `extra=` and that belong in the JSON entry.
-STRUCTURED_FIELDS = ("relay", "close")
+# What every LogRecord carries; anything else on a record came from a caller's `extra=`.
+_RECORD_ATTRIBUTES = frozenset(
+    logging.LogRecord("", logging.INFO, "", 0, "", None, None).__dict__
+) | {"message", "asctime"}
+
+
+def structured_fields(record: logging.LogRecord) -> dict[str, object]:
+    """The fields a caller attached with `extra=`, whichever module (or library) it was."""
+    return {
+        name: value
+        for name, value in record.__dict__.items()
+        if name not in _RECORD_ATTRIBUTES and not name.startswith("_")
+    }
 
 
 class JsonFormatter(logging.Formatter):
@@ -19,9 +30,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
         }
-        for field in STRUCTURED_FIELDS:
-            if hasattr(record, field):
-                entry[field] = getattr(record, field)
+        for name, value in structured_fields(record).items():
+            entry.setdefault(name, value)  # never over the entry's own keys
         if record.exc_info:
             entry["stack_trace"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -30,7 +40,7 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extras = {f: getattr(record, f) for f in STRUCTURED_FIELDS if hasattr(record, f)}
+        extras = structured_fields(record)
         return f"{line} {json.dumps(extras, default=str)}" if extras else line
 
 
