@@ -12,23 +12,27 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from arus.errors import ArusError, IdempotencyKeyRequired, ValidationError
 from arus.money import parse_amount_minor, parse_currency
+from arus.rules import (
+    ACCOUNT_CODE_PATTERN,
+    ACCOUNT_TYPES,
+    DIRECTIONS,
+    MAX_BATCH_ITEMS,
+    MAX_BATCH_POSTINGS,
+    MAX_DESCRIPTION_CHARS,
+    MAX_IDEMPOTENCY_KEY_CHARS,
+    MAX_METADATA_BYTES,
+    MAX_NAME_CHARS,
+    MAX_POSTINGS,
+    MIN_POSTINGS,
+    AccountType,
+    Direction,
+)
 
-AccountType = Literal["asset", "expense", "liability", "equity", "revenue"]
-Direction = Literal["debit", "credit"]
-
-ACCOUNT_TYPES: tuple[AccountType, ...] = ("asset", "expense", "liability", "equity", "revenue")
-DIRECTIONS: tuple[Direction, ...] = ("debit", "credit")
-MIN_POSTINGS, MAX_POSTINGS = 2, 100
-MAX_DESCRIPTION_CHARS = 1000
-MAX_NAME_CHARS = 200
-MAX_METADATA_BYTES = 8 * 1024
-MAX_IDEMPOTENCY_KEY_CHARS = 255
-
-_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_CODE = re.compile(ACCOUNT_CODE_PATTERN)
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
 
@@ -239,10 +243,6 @@ def parse_reversal(entry_id: uuid.UUID, body: object) -> Reversal:
         ),
         effective_date=_date(data.get("effective_date"), field="effective_date"),
     )
-
-
-MAX_BATCH_ITEMS = 1000
-MAX_BATCH_POSTINGS = 10_000
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
+from arus.rules import ERROR_STATUS
+
 
 class ArusError(Exception):
     """Base of every error the API reports; `code` and `status` are the wire contract."""
@@ -84,6 +86,8 @@ class IdempotencyKeyRequired(ArusError):
     code, status = "idempotency_key_required", 422
 
 
+# Codes the engine or the commands raise, by code; `method_not_allowed` and `internal` are
+# answered by the web layer only.
 BY_CODE: dict[str, type[ArusError]] = {
     cls.code: cls
     for cls in (
@@ -103,6 +107,9 @@ BY_CODE: dict[str, type[ArusError]] = {
         IdempotencyKeyRequired,
     )
 }
+
+assert all(ERROR_STATUS[code] == cls.status for code, cls in BY_CODE.items())
+assert ERROR_STATUS[MethodNotAllowed.code] == MethodNotAllowed.status == 405
 
 # Constraint names whose violation is a domain outcome, not a bug (races the functions'
 # own checks cannot see: they are decided by the unique index or CHECK at write time).

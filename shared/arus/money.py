@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 from arus.errors import ValidationError
+from arus.rules import INT64_MAX, INT64_MIN
 
-INT64_MAX = 9_223_372_036_854_775_807
-INT64_MIN = -9_223_372_036_854_775_808
+__all__ = ["INT64_MAX", "INT64_MIN", "parse_amount_minor", "parse_currency"]
+
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
 

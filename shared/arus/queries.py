@@ -21,11 +21,11 @@ from sqlalchemy.engine import Connection
 from arus.auth import LedgerScope
 from arus.domain import AccountRef, parse_account_ref
 from arus.errors import NotFound, ValidationError
-from arus.money import INT64_MAX
+from arus.rules import ACCOUNT_CODE_PATTERN, INT64_MAX
 from arus.schema import accounts, balances, entries, postings
 
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
-_CODE_POSITION = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # string cursors carry an account code
+_CODE_POSITION = re.compile(ACCOUNT_CODE_PATTERN)  # string cursors carry an account code
 
 
 @dataclass(frozen=True)
