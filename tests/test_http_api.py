@@ -805,3 +805,19 @@ def test_a_function_serves_its_routes_in_functions_frameworks_own_request(api, l
     )
     assert head.status_code == 200 and head.data == b""
     assert "arus" not in pushed and len(pushed) == 5  # functions-framework's own, one each
+
+
+def test_fingerprints_name_the_routes_the_app_serves(settings):
+    """The idempotency operation of every mutation comes from its route, not a restated string."""
+    from arus import http
+
+    app = http.create_app(settings, surfaces=("mutations",))
+    served = {rule.rule for rule in app.url_map.iter_rules() if "POST" in (rule.methods or ())}
+    routes = {http.ACCOUNTS_ROUTE, http.ENTRIES_ROUTE, http.BATCH_ROUTE, http.REVERSE_ROUTE}
+    assert served == routes
+    entry_id = uuid.UUID(int=5)
+    assert http.operation(http.REVERSE_ROUTE, entry_id=entry_id) == (
+        f"POST /v1/entries/{entry_id}/reverse"
+    )
+    with pytest.raises(AssertionError, match="needs its ids"):
+        http.operation(http.REVERSE_ROUTE)

@@ -23,6 +23,7 @@ import hypothesis
 import sqlalchemy as sa
 from arus import domain, errors, posting
 from arus.config import Settings
+from arus.http import ACCOUNTS_ROUTE, ENTRIES_ROUTE, REVERSE_ROUTE, operation
 from arus.verify import verify_ledger
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
@@ -451,6 +452,7 @@ def run_operations(
             account=domain.parse_new_account(body),
             idempotency_key=None,
             request_body=body,
+            operation=operation(ACCOUNTS_ROUTE),
         )
     committed: list[str] = []
     outcomes: Counter[str] = Counter()
@@ -465,6 +467,7 @@ def run_operations(
                     entry=domain.parse_new_entry(body),
                     idempotency_key=key,
                     request_body=body,
+                    operation=operation(ENTRIES_ROUTE),
                 )
             elif committed:
                 target = uuid.UUID(committed[arg % len(committed)])
@@ -474,6 +477,7 @@ def run_operations(
                     reversal=domain.parse_reversal(target, {}),
                     idempotency_key=key,
                     request_body={},
+                    operation=operation(REVERSE_ROUTE, entry_id=target),
                 )
             else:
                 continue
@@ -491,6 +495,7 @@ def run_operations(
                     reversal=domain.parse_reversal(target, {}),
                     idempotency_key=uuid.uuid4().hex,
                     request_body={},
+                    operation=operation(REVERSE_ROUTE, entry_id=target),
                 )
             except errors.AlreadyReversed as exc:
                 outcomes[f"{op} {exc.code}"] += 1

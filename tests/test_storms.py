@@ -29,6 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from arus import domain, errors, posting
+from arus.http import ENTRIES_ROUTE, REVERSE_ROUTE, operation
 from arus.verify import verify_all
 
 from tests.conftest import Api, Ledger
@@ -505,6 +506,7 @@ def test_cross_posting_storm_keeps_books_balanced(
                             reversal=domain.parse_reversal(uuid.UUID(target), {}),
                             idempotency_key=key,
                             request_body={},
+                            operation=operation(REVERSE_ROUTE, entry_id=uuid.UUID(target)),
                         ),
                     )
             else:
@@ -520,6 +522,7 @@ def test_cross_posting_storm_keeps_books_balanced(
                             entry=domain.parse_new_entry(body),
                             idempotency_key=key,
                             request_body=body,
+                            operation=operation(ENTRIES_ROUTE),
                         ),
                     )
             if outcome.status == 201:

@@ -39,6 +39,25 @@ from arus.errors import (
 log = logging.getLogger("arus.http")
 
 SURFACES = ("mutations", "reads", "relay", "close")
+
+# The mutation routes. A request's idempotency fingerprint names its route (`operation`), so a
+# key retried on another route is a conflict; a batch item is the same request as a POST to
+# ENTRIES_ROUTE with the same body.
+ACCOUNTS_ROUTE = "/v1/accounts"
+ENTRIES_ROUTE = "/v1/entries"
+BATCH_ROUTE = "/v1/entries/batch"
+REVERSE_ROUTE = "/v1/entries/<entry_id>/reverse"
+
+
+def operation(route: str, **ids: object) -> str:
+    """`POST <route>` with its ids filled in (canonical forms): what a fingerprint names."""
+    path = route
+    for name, value in ids.items():
+        path = path.replace(f"<{name}>", str(value))
+    assert "<" not in path, f"{route} needs its ids"
+    return f"POST {path}"
+
+
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 JSON_MIMETYPE = "application/json"
 
@@ -167,7 +186,7 @@ def _mutation_response(result: posting.MutationResult, location: str) -> Respons
 def _register_mutations(app: Flask, ledger: _Ledger) -> None:
     limits = ledger.settings
 
-    @app.post("/v1/accounts")
+    @app.post(ACCOUNTS_ROUTE)
     def create_account() -> Response:
         credentials = _credentials()
 
@@ -188,10 +207,11 @@ def _register_mutations(app: Flask, ledger: _Ledger) -> None:
             account=account,
             idempotency_key=key,
             request_body=body,
+            operation=operation(ACCOUNTS_ROUTE),
         )
         return _mutation_response(result, f"/v1/accounts/{result.body['id']}")
 
-    @app.post("/v1/entries")
+    @app.post(ENTRIES_ROUTE)
     def create_entry() -> Response:
         credentials = _credentials()
 
@@ -207,10 +227,11 @@ def _register_mutations(app: Flask, ledger: _Ledger) -> None:
             entry=entry,
             idempotency_key=key,
             request_body=body,
+            operation=operation(ENTRIES_ROUTE),
         )
         return _mutation_response(result, f"/v1/entries/{result.body['id']}")
 
-    @app.post("/v1/entries/batch")
+    @app.post(BATCH_ROUTE)
     def create_batch() -> Response:
         credentials = _credentials()
         batch = _authorized_parse(
@@ -220,10 +241,15 @@ def _register_mutations(app: Flask, ledger: _Ledger) -> None:
                 read_json_body(required=True, max_bytes=limits.max_batch_body_bytes)
             ),
         )
-        results = posting.post_batch(ledger.engine, credentials=credentials, batch=batch)
+        results = posting.post_batch(
+            ledger.engine,
+            credentials=credentials,
+            batch=batch,
+            item_operation=operation(ENTRIES_ROUTE),
+        )
         return _json_response({"results": results}, 200)
 
-    @app.post("/v1/entries/<entry_id>/reverse")
+    @app.post(REVERSE_ROUTE)
     def reverse_entry(entry_id: str) -> Response:
         credentials = _credentials()
 
@@ -242,6 +268,7 @@ def _register_mutations(app: Flask, ledger: _Ledger) -> None:
             reversal=reversal,
             idempotency_key=key,
             request_body=body,
+            operation=operation(REVERSE_ROUTE, entry_id=reversal.entry_id),
         )
         return _mutation_response(result, f"/v1/entries/{result.body['id']}")
 

@@ -24,8 +24,6 @@ from arus.auth import Credentials
 from arus.domain import NewAccount, NewBatch, NewEntry, Reversal
 from arus.idempotency import fingerprint
 
-ENTRY_OPERATION = "POST /v1/entries"  # a batch item is the same request as a single POST
-
 
 @dataclass(frozen=True)
 class MutationResult:
@@ -112,11 +110,12 @@ def create_account(
     account: NewAccount,
     idempotency_key: str | None,
     request_body: object,
+    operation: str,
 ) -> MutationResult:
     params = {
         **credentials.as_params(),
         "key": idempotency_key,
-        "fingerprint": fingerprint(operation="POST /v1/accounts", body=request_body),
+        "fingerprint": fingerprint(operation=operation, body=request_body),
         "code": account.code,
         "name": account.name,
         "type": account.type,
@@ -147,11 +146,12 @@ def post_entry(
     entry: NewEntry,
     idempotency_key: str,
     request_body: object,
+    operation: str,
 ) -> MutationResult:
     params = {
         **credentials.as_params(),
         "key": idempotency_key,
-        "fingerprint": fingerprint(operation=ENTRY_OPERATION, body=request_body),
+        "fingerprint": fingerprint(operation=operation, body=request_body),
         "description": entry.description,
         "effective_date": entry.effective_date.isoformat(),
         "metadata": json.dumps(entry.metadata),
@@ -160,9 +160,12 @@ def post_entry(
     return _result(call_engine(engine, _POST_ENTRY, params, retry_safe=True))
 
 
-def post_batch(engine: Engine, *, credentials: Credentials, batch: NewBatch) -> list[Any]:
+def post_batch(
+    engine: Engine, *, credentials: Credentials, batch: NewBatch, item_operation: str
+) -> list[Any]:
     """Post a batch; returns one result per item (SPEC §3.1). An atomic batch that fails raises
-    the first failing item's error, with its `index`."""
+    the first failing item's error, with its `index`. Each item is fingerprinted as the single
+    request `item_operation` it stands for."""
     items: list[dict[str, Any]] = []
     for item in batch.items:
         if isinstance(item, errors.ArusError):
@@ -173,7 +176,7 @@ def post_batch(engine: Engine, *, credentials: Credentials, batch: NewBatch) -> 
         items.append(
             {
                 "key": item.idempotency_key,
-                "fingerprint": fingerprint(operation=ENTRY_OPERATION, body=item.request_body),
+                "fingerprint": fingerprint(operation=item_operation, body=item.request_body),
                 "description": item.entry.description,
                 "effective_date": item.entry.effective_date.isoformat(),
                 "metadata": item.entry.metadata,
@@ -193,13 +196,12 @@ def reverse_entry(
     reversal: Reversal,
     idempotency_key: str,
     request_body: object,
+    operation: str,
 ) -> MutationResult:
     params = {
         **credentials.as_params(),
         "key": idempotency_key,
-        "fingerprint": fingerprint(
-            operation=f"POST /v1/entries/{reversal.entry_id}/reverse", body=request_body
-        ),
+        "fingerprint": fingerprint(operation=operation, body=request_body),
         "entry_id": str(reversal.entry_id),
         "description": reversal.description,
         "effective_date": reversal.effective_date.isoformat(),
