@@ -24,9 +24,9 @@ import hypothesis
 import pytest
 import sqlalchemy as sa
 from arus import migrate
-from arus.cli import create_ledger_with_keys
 from arus.config import Settings, load_settings
 from arus.db import dispose_engines, get_engine, sqlalchemy_url
+from arus.ledgers import create_ledger_with_keys
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -165,7 +165,7 @@ class Ledger:
 
 
 def new_ledger(settings: Settings, name: str = "test") -> Ledger:
-    created = create_ledger_with_keys(settings, name)
+    created = create_ledger_with_keys(get_engine(settings), name)
     return Ledger(
         ledger_id=uuid.UUID(created["ledger_id"]),
         write_key=created["write_key"],

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import sys
-import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,16 +30,8 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def create_ledger_with_keys(settings: Settings, name: str) -> dict[str, str]:
-    with get_engine(settings).begin() as conn:
-        ledger_id = ledgers.create_ledger(conn, name)
-        write = auth.issue_key(conn, ledger_id=ledger_id, scope="write")
-        read = auth.issue_key(conn, ledger_id=ledger_id, scope="read")
-    return {"ledger_id": str(ledger_id), "name": name, "write_key": write.key, "read_key": read.key}
-
-
 def cmd_ledger_create(settings: Settings, args: argparse.Namespace) -> int:
-    _print_json(create_ledger_with_keys(settings, args.name))
+    _print_json(ledgers.create_ledger_with_keys(get_engine(settings), args.name))
     return 0
 
 
@@ -66,27 +57,11 @@ def cmd_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def serve(
-    settings: Settings, host: str, port: int, *, ready: threading.Event | None = None
-) -> None:
-    """Every function's routes in one threaded WSGI server until interrupted."""
-    from werkzeug.serving import make_server
-
-    from arus.http import create_app
-
-    server = make_server(host, port, create_app(settings), threaded=True)
-    log.info("serving on http://%s:%d", host, server.server_port)
-    if ready is not None:
-        ready.set()
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-
-
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"arus: serving the ledger on http://{args.host}:{args.port}", flush=True)
-    serve(settings, args.host, args.port)
+    from arus import devserver
+
+    devserver.serve(settings, args.host, args.port)
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from arus import migrate
 from arus.config import ConfigError, Settings
 from arus.db import get_engine
+from arus.ledgers import create_ledger_with_keys
 from arus.schema import ledgers
 
 log = logging.getLogger("arus.dev")
@@ -41,14 +42,30 @@ def start_embedded_postgres(data_dir: Path) -> str:
     return uri
 
 
+def serve(
+    settings: Settings, host: str, port: int, *, ready: threading.Event | None = None
+) -> None:
+    """Every function's routes in one threaded WSGI server until interrupted (`arus serve`)."""
+    from werkzeug.serving import make_server
+
+    from arus.http import create_app
+
+    server = make_server(host, port, create_app(settings), threaded=True)
+    log.info("serving on http://%s:%d", host, server.server_port)
+    if ready is not None:
+        ready.set()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
 def demo_keys(settings: Settings, data_dir: Path) -> dict[str, str]:
     """The demo ledger's keys, created once and kept (owner-only) beside the local data.
 
     Keys are stored in the database only as hashes, so the local file is the one place the
     demo keys can be shown again after a restart.
     """
-    from arus.cli import create_ledger_with_keys
-
     keys_file = data_dir / "demo-ledger.json"
     if keys_file.exists():
         saved: dict[str, str] = json.loads(keys_file.read_text())
@@ -56,7 +73,7 @@ def demo_keys(settings: Settings, data_dir: Path) -> dict[str, str]:
             found = conn.execute(ledgers.select().where(ledgers.c.id == saved["ledger_id"])).first()
         if found is not None:
             return saved
-    created = create_ledger_with_keys(settings, DEMO_LEDGER_NAME)
+    created = create_ledger_with_keys(get_engine(settings), DEMO_LEDGER_NAME)
     keys_file.touch(mode=0o600)
     keys_file.write_text(json.dumps(created, indent=2))
     return created
@@ -102,8 +119,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             name="arus-relay",
             daemon=True,
         ).start()
-    from arus.cli import serve
-
     ready = threading.Event()
     threading.Thread(target=_announce, args=(ready, keys, base_url), daemon=True).start()
     try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
+from arus import auth
 from arus.errors import ValidationError
 from arus.schema import ledgers
 
@@ -22,3 +23,13 @@ def create_ledger(conn: Connection, name: str) -> uuid.UUID:
 
 def ledger_ids(conn: Connection) -> list[uuid.UUID]:
     return list(conn.execute(sa.select(ledgers.c.id).order_by(ledgers.c.created_at)).scalars())
+
+
+def create_ledger_with_keys(engine: Engine, name: str) -> dict[str, str]:
+    """A new ledger and its first write and read keys, in one transaction (the keys are shown
+    once: only their hashes are stored)."""
+    with engine.begin() as conn:
+        ledger_id = create_ledger(conn, name)
+        write = auth.issue_key(conn, ledger_id=ledger_id, scope="write")
+        read = auth.issue_key(conn, ledger_id=ledger_id, scope="read")
+    return {"ledger_id": str(ledger_id), "name": name, "write_key": write.key, "read_key": read.key}
