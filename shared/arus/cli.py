@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from arus import auth, ledgers, logs, migrate, verify
+from arus import auth, domain, ledgers, logs, migrate, verify
 from arus.config import ConfigError, Settings, load_settings
 from arus.db import get_engine
 from arus.errors import ArusError
@@ -85,7 +85,7 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
     from arus import close
 
-    day = close.parse_as_of(args.date, field="--date") if args.date else None
+    day = domain.parse_as_of(args.date, field="--date") if args.date else None
     reports = close.close_all(settings, day)
     _print_json(reports)
     return 0 if all(r["balanced"] and not r["drift"] for r in reports) else 1

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -23,18 +22,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from arus import ledgers, queries
-from arus.auth import KnownLedger, LedgerScope
+from arus.auth import KnownLedger
 from arus.config import Settings
 from arus.db import get_engine
 from arus.domain import today_utc
-from arus.errors import NotFound, ValidationError
+from arus.errors import ValidationError
 
 log = logging.getLogger("arus.close")
 
 # Entries are stamped a moment before they commit; waiting this long after midnight means
 # every entry stamped before midnight has committed (or rolled back) before the close reads.
 CLOSE_GRACE = dt.timedelta(minutes=1)
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 _SNAPSHOT = sa.text("""
     SELECT a.id AS account_id, a.code, a.currency, b.normal_side,
@@ -52,15 +50,6 @@ _SNAPSHOT = sa.text("""
     WHERE a.ledger_id = :ledger AND a.created_at < :cutoff
     ORDER BY a.code
 """)
-
-_daily_closes = sa.table(
-    "daily_closes", sa.column("ledger_id"), sa.column("close_date"), sa.column("closed_at")
-)
-_snapshots = sa.table(
-    "balance_snapshots", sa.column("ledger_id"), sa.column("close_date"),
-    sa.column("account_id"), sa.column("currency"), sa.column("balance"),
-)  # fmt: skip
-_accounts = sa.table("accounts", sa.column("id"), sa.column("code"))
 
 
 def _cutoff(day: dt.date) -> dt.datetime:
@@ -180,73 +169,3 @@ def close_all(settings: Settings, day: dt.date | None = None) -> list[dict[str, 
     with engine.connect() as conn:
         ids = ledgers.ledger_ids(conn)
     return [close_ledger(engine, ledger_id, day) for ledger_id in ids]
-
-
-def parse_as_of(raw: object, *, field: str = "as_of") -> dt.date:
-    """A calendar date written exactly as YYYY-MM-DD (no week dates, no compact forms)."""
-    if not isinstance(raw, str) or not _ISO_DATE.fullmatch(raw):
-        raise ValidationError(f"{field} must be a date as YYYY-MM-DD")
-    try:
-        day = dt.date.fromisoformat(raw)
-    except ValueError:
-        raise ValidationError(f"{field} is not a real date: {raw}") from None
-    if day >= dt.date.max:
-        raise ValidationError(f"{field} is out of range")
-    return day
-
-
-def balances_as_of(
-    scope: LedgerScope,
-    conn: Connection,
-    raw_as_of: str | None,
-    *,
-    limit: int,
-    cursor: str | None,
-) -> dict[str, Any]:
-    """`GET /v1/balances?as_of=`: the snapshot of a closed day, paginated by account code.
-
-    One statement: the day's close (none: 404) left-joined to one page of its snapshot.
-    """
-    day = parse_as_of(raw_as_of)
-    after = queries.decode_cursor(cursor, expect="code", kind=str)
-    closed = scope.nested(
-        sa.select(_daily_closes.c.closed_at).where(
-            _daily_closes.c.ledger_id == scope.ledger_id, _daily_closes.c.close_date == day
-        )
-    ).lateral("closed")
-    page = scope.nested(
-        sa.select(_snapshots.c.account_id, _accounts.c.code, _snapshots.c.currency,
-                  _snapshots.c.balance)
-        .join_from(_snapshots, _accounts, _accounts.c.id == _snapshots.c.account_id)
-        .where(_snapshots.c.ledger_id == scope.ledger_id, _snapshots.c.close_date == day,
-               _accounts.c.code > (after or ""))
-        .order_by(_accounts.c.code)
-        .limit(limit + 1)
-    ).lateral("page")  # fmt: skip
-    found = scope.fetch(
-        conn,
-        sa.select(closed.c.closed_at, page.c.account_id, page.c.code, page.c.currency,
-                  page.c.balance)
-        .select_from(closed.outerjoin(page, sa.true()))
-        .order_by(page.c.code),
-    )  # fmt: skip
-    if not found:
-        raise NotFound(f"no daily close for {day.isoformat()}")
-    closed_at = found[0].closed_at
-    rows = [row for row in found if row.account_id is not None]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {
-        "as_of": day.isoformat(),
-        "closed_at": closed_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
-        "data": [
-            {
-                "account_id": str(row.account_id),
-                "account_code": row.code,
-                "currency": row.currency,
-                "balance": int(row.balance),
-            }
-            for row in rows
-        ],
-        "next_cursor": queries.encode_cursor({"code": rows[-1].code}) if more and rows else None,
-    }

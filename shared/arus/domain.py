@@ -145,15 +145,30 @@ def _metadata(value: object) -> dict[str, Any]:
     return value
 
 
-def _date(value: object, *, field: str) -> dt.date:
-    if value is None:
-        return today_utc()
-    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_date(value: object, *, field: str) -> dt.date:
+    """A calendar date written exactly as YYYY-MM-DD (ASCII digits; no week dates, no compact
+    forms): the one date format of the API, in bodies and in query strings."""
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
         raise ValidationError(f"{field} must be a date as YYYY-MM-DD")
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise ValidationError(f"{field} is not a real date: {value}") from None
+
+
+def parse_as_of(raw: object, *, field: str = "as_of") -> dt.date:
+    """A day to close or to read the snapshot of (a day after it must exist)."""
+    day = parse_date(raw, field=field)
+    if day >= dt.date.max:
+        raise ValidationError(f"{field} is out of range")
+    return day
+
+
+def _date(value: object, *, field: str) -> dt.date:
+    return today_utc() if value is None else parse_date(value, field=field)
 
 
 def parse_new_account(body: object) -> NewAccount:

@@ -318,9 +318,7 @@ def _register_reads(app: Flask, ledger: _Ledger) -> None:
 
     @app.get("/v1/balances")
     def balances_as_of() -> Response:
-        from arus import close
-
-        return read(close.balances_as_of, request.args.get("as_of"), paged=True)
+        return read(queries.balances_as_of, request.args.get("as_of"), paged=True)
 
 
 def _register_relay(app: Flask, ledger: _Ledger, *, at_root: bool) -> None:
@@ -351,7 +349,7 @@ def _register_close(app: Flask, ledger: _Ledger, *, at_root: bool) -> None:
         body = read_json_body(required=False, max_bytes=ledger.settings.max_body_bytes)
         if not isinstance(body, dict) or set(body) - {"date"}:
             raise ValidationError('the body is {"date": "YYYY-MM-DD"} or empty')
-        day = close.parse_as_of(body["date"], field="date") if "date" in body else None
+        day = domain.parse_as_of(body["date"], field="date") if "date" in body else None
         reports = close.close_all(ledger.settings, day)
         failed = [r for r in reports if not r["ok"]]
         if failed:

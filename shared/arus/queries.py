@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
 import re
 import uuid
@@ -19,10 +20,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from arus.auth import LedgerScope
-from arus.domain import AccountRef, parse_account_ref
+from arus.domain import AccountRef, parse_account_ref, parse_as_of
 from arus.errors import NotFound, ValidationError
 from arus.rules import ACCOUNT_CODE_PATTERN, INT64_MAX
-from arus.schema import accounts, balances, entries, postings
+from arus.schema import accounts, balance_snapshots, balances, daily_closes, entries, postings
 
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
 _CODE_POSITION = re.compile(ACCOUNT_CODE_PATTERN)  # string cursors carry an account code
@@ -263,4 +264,53 @@ def trial_balance(scope: LedgerScope, conn: Connection) -> dict[str, Any]:
         ],
         "balanced": all(t["debit"] == t["credit"] for t in totals.values()),
         "drift": drift,
+    }
+
+
+def balances_as_of(
+    scope: LedgerScope, conn: Connection, raw_as_of: str | None, *, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """`GET /v1/balances?as_of=`: the snapshot of a closed day, paginated by account code.
+
+    One statement: the day's close (none: 404) left-joined to one page of its snapshot.
+    """
+    day = parse_as_of(raw_as_of)
+    after = decode_cursor(cursor, expect="code", kind=str)
+    closed = scope.nested(
+        sa.select(daily_closes.c.closed_at).where(
+            daily_closes.c.ledger_id == scope.ledger_id, daily_closes.c.close_date == day
+        )
+    ).lateral("closed")
+    snapshot_json = sa.func.json_build_object(
+        "account_id", balance_snapshots.c.account_id,
+        "account_code", accounts.c.code,
+        "currency", balance_snapshots.c.currency,
+        "balance", balance_snapshots.c.balance,
+    )  # fmt: skip
+    page = scope.nested(
+        sa.select(snapshot_json.label("body"), accounts.c.code)
+        .join_from(balance_snapshots, accounts, accounts.c.id == balance_snapshots.c.account_id)
+        .where(
+            balance_snapshots.c.ledger_id == scope.ledger_id,
+            balance_snapshots.c.close_date == day,
+            accounts.c.code > (after or ""),
+        )
+        .order_by(accounts.c.code)
+        .limit(limit + 1)
+    ).lateral("page")
+    found = scope.fetch(
+        conn,
+        sa.select(page.c.body, page.c.code, closed.c.closed_at)
+        .select_from(closed.outerjoin(page, sa.true()))
+        .order_by(page.c.code),
+    )
+    if not found:
+        raise NotFound(f"no daily close for {day.isoformat()}")
+    closed_at = found[0].closed_at
+    snapshot = _page([row for row in found if row.code is not None], limit,
+                     lambda row: {"code": row.code})  # fmt: skip
+    return {
+        "as_of": day.isoformat(),
+        "closed_at": closed_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        **snapshot.to_json(),
     }

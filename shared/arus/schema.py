@@ -100,3 +100,22 @@ outbox_events = sa.Table(
     sa.Column("envelope", JSON, nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True)),
 )
+
+daily_closes = sa.Table(
+    "daily_closes",
+    metadata,
+    sa.Column("ledger_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("close_date", sa.Date, primary_key=True),
+    sa.Column("report", JSONB, nullable=False),
+    sa.Column("closed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+balance_snapshots = sa.Table(
+    "balance_snapshots",
+    metadata,
+    sa.Column("ledger_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("close_date", sa.Date, primary_key=True),
+    sa.Column("account_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("balance", sa.BigInteger, nullable=False),
+)
