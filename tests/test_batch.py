@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from tests.conftest import Api, Ledger, new_ledger
+from tests.support.ledgers import Api, Ledger, new_ledger
 from tests.test_storms import Outcome, http_outcome, storm
 
 BATCH = "/v1/entries/batch"

@@ -47,7 +47,7 @@ from arus_client.client import (
     ValidationError,
 )
 
-from tests.conftest import REPO, new_ledger
+from tests.support.ledgers import REPO, new_ledger
 
 SERVER_START_TIMEOUT_S = 60.0
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from arus import close
 from arus.domain import today_utc
 
-from tests.conftest import injected_drift
+from tests.support.ledgers import injected_drift
 
 TODAY = today_utc()
 AFTER_TODAY = dt.datetime.combine(TODAY + dt.timedelta(days=1), dt.time(0, 5), tzinfo=dt.UTC)
@@ -114,7 +114,7 @@ def test_snapshot_excludes_what_was_booked_after_the_day(engine, books):
 def test_daily_close_function_closes_every_ledger(books, database_url):
     from functions_framework import create_app
 
-    from tests.conftest import REPO
+    from tests.support.ledgers import REPO
 
     client = create_app("daily_close", str(REPO / "functions/daily_close/main.py")).test_client()
     yesterday = (TODAY - dt.timedelta(days=1)).isoformat()

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from arus.db import sqlalchemy_url
 
-from tests import brokers
-from tests.conftest import injected_drift
+from tests.support import brokers
+from tests.support.ledgers import injected_drift
 from tests.test_client import running_server
 from tests.test_transport_kafka import kafka_settings, post_entries, relay_to_kafka
 

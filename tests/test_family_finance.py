@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from arus_client import shadow
 from arus_client.client import ArusClient, NewPosting
 
-from tests.conftest import REPO, new_ledger
+from tests.support.ledgers import REPO, new_ledger
 from tests.test_client import running_server
 
 DAY = dt.date(2025, 1, 15)

@@ -460,7 +460,7 @@ def test_trial_balance_lists_debit_and_credit_balances_per_currency(api, ledger,
 
 
 def test_trial_balance_reports_injected_drift(api, ledger, books, engine):
-    from tests.conftest import injected_drift
+    from tests.support.ledgers import injected_drift
 
     with injected_drift(engine, ":id", 1, {"id": books["cash"]["id"]}):
         trial = api.get("/v1/trial-balance", key=ledger.read_key).get_json()

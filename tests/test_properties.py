@@ -1,6 +1,6 @@
 """Property tests: Hypothesis drives the real engine while a model predicts every answer.
 
-`LedgerMachine` is the stateful test (pgledger's model idea, see tests/model.py): random
+`LedgerMachine` is the stateful test (pgledger's model idea, see tests/support/model.py): random
 accounts, entries, idempotent replays, key conflicts, overdrafts, unbalanced entries and
 reversals go through the real HTTP functions on a fresh ledger per test case, and after every
 step the trial balance, every account balance and the entry sequence must equal the model's.
@@ -36,8 +36,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tests.conftest import Api, Ledger, new_ledger
-from tests.model import ACCOUNT_TYPES, LedgerModel, Line, postings_balances
+from tests.support.ledgers import Api, Ledger, new_ledger
+from tests.support.model import ACCOUNT_TYPES, LedgerModel, Line, postings_balances
 
 Draw = Callable[[st.SearchStrategy[Any]], Any]  # data.draw or a composite's draw
 

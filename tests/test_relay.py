@@ -33,15 +33,15 @@ from arus.transports import OutboxEvent, PublishError
 from arus.transports.kafka import KafkaTransport
 from arus_client.reference_consumer import ensure_consumer_schema, mirror_event
 
-from tests import brokers
-from tests.brokers import KafkaBroker, mirror_drift, pending_rows, read_topic
+from tests.support import brokers
+from tests.support.brokers import KafkaBroker, mirror_drift, pending_rows, read_topic
 
-# Fixtures from tests/brokers.py, registered in this module.
+# Fixtures from tests/support/brokers.py, registered in this module.
 empty_outbox = brokers.empty_outbox
 kafka_broker = brokers.kafka_broker
 kafka_topic = brokers.kafka_topic
 
-CHILD = Path(__file__).resolve().parent / "relay_child.py"
+CHILD = Path(brokers.__file__).resolve().parent / "relay_child.py"
 CHAOS_SEED = 20_261_125
 CHAOS_ROUNDS = 24
 CONCURRENT_ROWS = 10_000
@@ -260,7 +260,7 @@ class FailsPartWay:
 
 
 class ChildRelay:
-    """tests/relay_child.py in its own process; stdout lines arrive on a queue."""
+    """tests/support/relay_child.py in its own process; stdout lines arrive on a queue."""
 
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(

@@ -23,7 +23,7 @@ from arus_client import shadow
 from arus_client.client import ArusClient, Entry, NewPosting, RetryPolicy
 from arus_client.shadow import ShadowConfig, ShadowTransaction
 
-from tests.conftest import injected_drift, new_ledger
+from tests.support.ledgers import injected_drift, new_ledger
 from tests.test_client import DroppingProxy, FaultyTransport, no_sleep, running_server
 
 DAY = dt.date(2025, 3, 1)

@@ -32,8 +32,8 @@ from arus import domain, errors, posting
 from arus.http import ENTRIES_ROUTE, REVERSE_ROUTE, operation
 from arus.verify import verify_all
 
-from tests.conftest import Api, Ledger
-from tests.model import postings_balances
+from tests.support.ledgers import Api, Ledger
+from tests.support.model import postings_balances
 
 WORKERS = 32  # the test pool holds 40 connections: every worker gets its own
 BARRIER_TIMEOUT_S = 30

@@ -24,8 +24,8 @@ from arus_client.events import record_event
 from arus_client.reference_consumer import consume_kafka, ensure_consumer_schema, mirrored_ledgers
 from confluent_kafka import Producer
 
-from tests import brokers
-from tests.brokers import (
+from tests.support import brokers
+from tests.support.brokers import (
     KafkaBroker,
     SinkTransport,
     free_port,
@@ -34,7 +34,7 @@ from tests.brokers import (
     read_topic,
 )
 
-# Fixtures from tests/brokers.py, registered in this module.
+# Fixtures from tests/support/brokers.py, registered in this module.
 empty_outbox = brokers.empty_outbox
 kafka_broker = brokers.kafka_broker
 kafka_topic = brokers.kafka_topic

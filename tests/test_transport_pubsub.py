@@ -22,10 +22,10 @@ from arus.schema import outbox_events
 from arus.transports import make_transport
 from arus.transports.pubsub import PubSubTransport
 
-from tests import brokers
-from tests.brokers import PublisherServer, pending_rows
+from tests.support import brokers
+from tests.support.brokers import PublisherServer, pending_rows
 
-# Fixtures from tests/brokers.py, registered in this module.
+# Fixtures from tests/support/brokers.py, registered in this module.
 empty_outbox = brokers.empty_outbox
 pubsub_emulator = brokers.pubsub_emulator
 pubsub_server = brokers.pubsub_server

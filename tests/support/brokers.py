@@ -11,7 +11,8 @@
 - `empty_outbox`: the relay drains the one global outbox, so tests that count what a run
   publishes first mark every pending row of earlier tests published.
 
-Register a fixture in a test module by importing it: `from tests.brokers import kafka_broker`.
+Register a fixture in a test module by importing it:
+`from tests.support.brokers import kafka_broker`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """A relay in its own process, for the chaos and concurrency tests (run as a script).
 
-    python tests/relay_child.py drain --bootstrap B --topic T --batch-size N
+    python tests/support/relay_child.py drain --bootstrap B --topic T --batch-size N
         One relay run with the Kafka transport against ARUS_DATABASE_URL; prints the outcome.
         With --wait-go it prints READY and waits for a line on stdin before draining.
 
-    python tests/relay_child.py stall --bootstrap B --topic T --batch-size N \
+    python tests/support/relay_child.py stall --bootstrap B --topic T --batch-size N \
             --stall-at-batch J --publish-prefix M
         Batches before J are published and committed normally. In batch J the transport
         publishes the first M events (confirmed by Kafka), prints `PUBLISHED <M> <ids>` and

@@ -1,0 +1,1 @@
+"""Test helpers (no fixtures, no tests): imported by the tests, never collected."""

@@ -1,0 +1,117 @@
+"""Helpers shared by the tests: ledgers with keys, requests through the real functions, and a
+corrupted balance that repairs itself. Fixtures stay in tests/conftest.py."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from arus.config import Settings
+from arus.db import get_engine
+from arus.ledgers import create_ledger_with_keys
+
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+@contextmanager
+def injected_drift(
+    engine: sa.Engine, account_sql: str, delta: int, params: dict[str, Any]
+) -> Iterator[None]:
+    """Corrupt one materialized balance for the block, then repair it.
+
+    The repair keeps the shared test database honest: the session ends with `arus verify`.
+    """
+    statement = sa.text(
+        f"UPDATE balances SET balance = balance + :delta WHERE account_id = {account_sql}"
+    )
+    with engine.begin() as conn:
+        conn.execute(statement, {**params, "delta": delta})
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(statement, {**params, "delta": -delta})
+
+
+@dataclass(frozen=True)
+class Ledger:
+    ledger_id: uuid.UUID
+    write_key: str
+    read_key: str
+
+    @property
+    def write(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.write_key}"}
+
+    @property
+    def credentials(self) -> Any:
+        """The write key as the posting engine's gateway takes it."""
+        from arus.auth import parse_credentials
+
+        return parse_credentials(f"Bearer {self.write_key}")
+
+    @property
+    def read(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.read_key}"}
+
+
+def new_ledger(settings: Settings, name: str = "test") -> Ledger:
+    created = create_ledger_with_keys(get_engine(settings), name)
+    return Ledger(
+        ledger_id=uuid.UUID(created["ledger_id"]),
+        write_key=created["write_key"],
+        read_key=created["read_key"],
+    )
+
+
+class Api:
+    """Requests through the real functions: POST goes to post_entry, GET to query."""
+
+    def __init__(self, post_client: Any, query_client: Any) -> None:
+        self.post_client = post_client
+        self.query_client = query_client
+
+    def post(self, path: str, *, key: str | None = None, json: Any = None,
+             idempotency_key: str | None = None, headers: dict[str, str] | None = None,
+             **kwargs: Any) -> Any:  # fmt: skip
+        all_headers = dict(headers or {})
+        if key is not None:
+            all_headers["Authorization"] = f"Bearer {key}"
+        if idempotency_key is not None:
+            all_headers["Idempotency-Key"] = idempotency_key
+        return self.post_client.post(path, json=json, headers=all_headers, **kwargs)
+
+    def get(self, path: str, *, key: str | None = None, **kwargs: Any) -> Any:
+        headers = kwargs.pop("headers", {})
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        return self.query_client.get(path, headers=headers, **kwargs)
+
+    # Conveniences for tests that need a ledger in a given state.
+    def account(self, ledger: Ledger, code: str, type_: str = "asset", currency: str = "USD",
+                allow_negative: bool = False) -> dict[str, Any]:  # fmt: skip
+        response = self.post(
+            "/v1/accounts",
+            key=ledger.write_key,
+            json={"code": code, "name": code.title(), "type": type_, "currency": currency,
+                  "allow_negative": allow_negative},
+        )  # fmt: skip
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()  # type: ignore[no-any-return]
+
+    def transfer(self, ledger: Ledger, debit: str, credit: str, amount: int,
+                 key: str | None = None) -> Any:  # fmt: skip
+        return self.post(
+            "/v1/entries",
+            key=ledger.write_key,
+            idempotency_key=key or uuid.uuid4().hex,
+            json={"postings": [
+                {"account": debit, "direction": "debit", "amount": amount},
+                {"account": credit, "direction": "credit", "amount": amount},
+            ]},
+        )  # fmt: skip
