@@ -3,7 +3,8 @@ bounds and the API's error codes (SPEC §2, §3).
 
 Python reads them from here. The SQL engine (`ledger/sql/*.sql`) and the table constraints restate
 some of them in SQL, and the consumer side (`arus-client`) restates the wire contract it needs;
-`tests/test_rules_parity.py` reads all of those and fails when any of them drifts from this file.
+`tests/unit/test_rules_parity.py` reads all of those and fails when any of them drifts from
+this file.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ Register a fixture in a test module by importing it:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import subprocess
@@ -35,7 +36,8 @@ import pytest
 import sqlalchemy as sa
 from arus.relay import drain
 from arus.schema import outbox_events
-from arus.transports import OutboxEvent
+from arus.transports import OutboxEvent, make_transport
+from arus.transports.kafka import KafkaTransport
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from google.pubsub_v1 import types as pubsub_types
@@ -177,6 +179,42 @@ def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 60.0) -> list[R
         return records
     finally:
         consumer.close()
+
+
+# --- The relay to Kafka, end to end ----------------------------------------------------------
+
+
+def kafka_settings(settings, broker: KafkaBroker, topic: str):
+    return dataclasses.replace(
+        settings, outbox_transport="kafka", kafka_bootstrap=broker.bootstrap, kafka_topic=topic
+    )
+
+
+def relay_to_kafka(engine, settings) -> None:
+    """Run the relay with the configured Kafka transport until the whole outbox is drained."""
+    transport = make_transport(settings)
+    assert isinstance(transport, KafkaTransport)
+    try:
+        outcome = drain(engine, transport, batch_size=7, time_budget_s=120)
+    finally:
+        transport.close()
+    assert outcome.error is None, outcome.error
+    assert pending_rows(engine) == 0, "the relay drains every ledger's rows, not just ours"
+
+
+def post_entries(api, ledger, count: int) -> list[dict]:
+    api.account(ledger, "cash", "asset")
+    api.account(ledger, "sales", "revenue")
+    api.account(ledger, "fees", "expense")
+    posted = []
+    for i in range(count):
+        debit, credit = ("cash", "sales") if i % 3 else ("fees", "cash")
+        if i == 0:
+            debit, credit = "cash", "sales"
+        response = api.transfer(ledger, debit, credit, 100 + i)
+        assert response.status_code == 201, response.get_json()
+        posted.append(response.get_json())
+    return posted
 
 
 # --- The reference consumer's mirror, checked against the ledger's own tables ----------------

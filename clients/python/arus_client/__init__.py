@@ -8,5 +8,5 @@
   against the API; it reads only the stream, its own tables and the API.
 
 Nothing here imports the server package `arus`, and the server's function bundles carry none
-of it (tests/test_bundle.py).
+of it (tests/integration/test_bundle.py).
 """

@@ -6,8 +6,8 @@ function whose signature or return type changes, then calls `apply`, which runs 
 it is now; so the change to review is the diff of the `.sql` file, and a fresh database, which
 runs every migration, ends with the same functions as an upgraded one. Function bodies are not
 checked at creation (`check_function_bodies = off`), so an early migration can apply a file whose
-functions read tables a later migration creates. `tests/test_engine_sql.py` proves that the
-functions in a migrated database equal these files.
+functions read tables a later migration creates. `tests/integration/test_engine_sql.py` proves
+that the functions in a migrated database equal these files.
 """
 
 from __future__ import annotations

@@ -24,7 +24,9 @@ from typing import Any
 import hcl2
 import pytest
 
-TERRAFORM = Path(__file__).resolve().parents[1] / "terraform"
+from tests.support.ledgers import REPO
+
+TERRAFORM = REPO / "terraform"
 MODULES = ("cloud_sql", "functions", "pubsub", "secrets", "scheduler", "iam")
 STACK = "stack"  # the module that composes MODULES; each environment calls it once
 ENVIRONMENTS = ("dev", "prod")

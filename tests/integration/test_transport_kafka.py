@@ -26,12 +26,14 @@ from confluent_kafka import Producer
 
 from tests.support import brokers
 from tests.support.brokers import (
-    KafkaBroker,
     SinkTransport,
     free_port,
+    kafka_settings,
     mirror_drift,
     pending_rows,
+    post_entries,
     read_topic,
+    relay_to_kafka,
 )
 
 # Fixtures from tests/support/brokers.py, registered in this module.
@@ -42,39 +44,6 @@ kafka_topic = brokers.kafka_topic
 N_ENTRIES = 25
 ENVELOPE_KEYS = {"event_id", "event_type", "ledger_id", "ledger_seq", "occurred_at", "data"}
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-
-
-def kafka_settings(settings, broker: KafkaBroker, topic: str):
-    return dataclasses.replace(
-        settings, outbox_transport="kafka", kafka_bootstrap=broker.bootstrap, kafka_topic=topic
-    )
-
-
-def relay_to_kafka(engine, settings) -> None:
-    """Run the relay with the configured Kafka transport until the whole outbox is drained."""
-    transport = make_transport(settings)
-    assert isinstance(transport, KafkaTransport)
-    try:
-        outcome = drain(engine, transport, batch_size=7, time_budget_s=120)
-    finally:
-        transport.close()
-    assert outcome.error is None, outcome.error
-    assert pending_rows(engine) == 0, "the relay drains every ledger's rows, not just ours"
-
-
-def post_entries(api, ledger, count: int) -> list[dict]:
-    api.account(ledger, "cash", "asset")
-    api.account(ledger, "sales", "revenue")
-    api.account(ledger, "fees", "expense")
-    posted = []
-    for i in range(count):
-        debit, credit = ("cash", "sales") if i % 3 else ("fees", "cash")
-        if i == 0:
-            debit, credit = "cash", "sales"
-        response = api.transfer(ledger, debit, credit, 100 + i)
-        assert response.status_code == 201, response.get_json()
-        posted.append(response.get_json())
-    return posted
 
 
 def test_n_entries_give_exactly_n_entry_committed_events_as_in_spec(

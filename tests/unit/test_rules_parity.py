@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import re
 import typing
-from pathlib import Path
 
 from arus import errors, rules
 from arus.ledger.engine_sql import ENGINE_FILES, SQL_DIR
 from arus_client import client as arus_client
 from arus_client import reference_consumer
 
-REPO = Path(__file__).parent.parent
+from tests.support.ledgers import REPO
+
 ENGINE = "\n".join((SQL_DIR / name).read_text() for name in ENGINE_FILES)
 TABLES = (REPO / "shared/arus/migrations/versions/0001_ledger_core.py").read_text()
 

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from arus_client import shadow
 from arus_client.client import ArusClient, NewPosting
 
+from tests.support.http_faults import running_server
 from tests.support.ledgers import REPO, new_ledger
-from tests.test_client import running_server
 
 DAY = dt.date(2025, 1, 15)
 CASH = 250_000  # the demo: groceries 4250 -> 3899 -> deleted, salary 250000
@@ -157,9 +157,8 @@ def test_the_cli_refuses_a_float_amount(tmp_path, server):
 
 def test_the_example_depends_on_arus_client_never_on_the_server():
     import ast
-    from pathlib import Path
 
-    example = Path(__file__).parent.parent / "examples" / "family_finance"
+    example = REPO / "examples" / "family_finance"
     imported = set()
     for source in example.glob("*.py"):
         for node in ast.walk(ast.parse(source.read_text())):

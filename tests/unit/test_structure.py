@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-PACKAGE = Path(__file__).parent.parent / "shared" / "arus"
+from tests.support.ledgers import REPO
+
+PACKAGE = REPO / "shared" / "arus"
 
 
 def import_graph() -> dict[str, set[str]]:

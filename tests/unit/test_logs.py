@@ -6,7 +6,6 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +13,8 @@ from arus.logs import JsonFormatter, TextFormatter
 from arus_client import reference_consumer, shadow
 from arus_client.client import ArusClient
 
-REPO = Path(__file__).parent.parent
+from tests.support.ledgers import REPO
+
 SOURCES = [
     *(REPO / "shared/arus").rglob("*.py"),
     *(REPO / "clients/python/arus_client").rglob("*.py"),

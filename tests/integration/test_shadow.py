@@ -23,8 +23,8 @@ from arus_client import shadow
 from arus_client.client import ArusClient, Entry, NewPosting, RetryPolicy
 from arus_client.shadow import ShadowConfig, ShadowTransaction
 
+from tests.support.http_faults import DroppingProxy, FaultyTransport, no_sleep, running_server
 from tests.support.ledgers import injected_drift, new_ledger
-from tests.test_client import DroppingProxy, FaultyTransport, no_sleep, running_server
 
 DAY = dt.date(2025, 3, 1)
 FAST = RetryPolicy(max_attempts=3, backoff_base_s=0.01, backoff_max_s=0.02)

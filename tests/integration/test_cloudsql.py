@@ -26,19 +26,9 @@ from arus.db import create_engine, sqlalchemy_url
 from google.cloud.sql.connector import Connector, IPTypes
 from google.cloud.sql.connector import pg8000 as connector_pg8000
 
+from tests.support.errors import exception_chain
+
 INSTANCE = "arus-test:europe-west1:arus-pg"
-
-
-def exception_chain(exc: BaseException) -> str:
-    """Every message in the chain: pg8000 may report a server error as "network error" when
-    the server hangs up before pg8000 sends its Terminate, with the real error as context."""
-    messages, seen = [], set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        messages.append(f"{type(current).__name__}: {current}")
-        current = current.__cause__ or current.__context__
-    return "\n".join(messages)
 
 
 @dataclass

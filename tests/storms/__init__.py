@@ -1,0 +1,1 @@
+"""storms tests."""
