@@ -161,7 +161,7 @@ class Database:
         """One connection held for the whole run, so the run's own queries open no sessions."""
         if self._engine is None:
             import sqlalchemy as sa
-            from arus.db import sqlalchemy_url
+            from arus.platform.db import sqlalchemy_url
 
             sa_url, connect_args = sqlalchemy_url(self.url)
             self._engine = sa.create_engine(
@@ -201,7 +201,7 @@ class Database:
 
 def _new_database(admin_url: str) -> str:
     import sqlalchemy as sa
-    from arus.db import sqlalchemy_url
+    from arus.platform.db import sqlalchemy_url
 
     name = f"arus_load_{uuid.uuid4().hex[:8]}"
     sa_url, connect_args = sqlalchemy_url(admin_url)

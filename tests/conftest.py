@@ -22,8 +22,8 @@ import hypothesis
 import pytest
 import sqlalchemy as sa
 from arus import migrate
-from arus.config import Settings, load_settings
-from arus.db import dispose_engines, get_engine, sqlalchemy_url
+from arus.platform.config import Settings, load_settings
+from arus.platform.db import dispose_engines, get_engine, sqlalchemy_url
 
 from tests.support.ledgers import REPO, Api, Ledger, new_ledger
 

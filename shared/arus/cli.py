@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from arus import auth, domain, ledgers, logs, migrate, verify
-from arus.config import ConfigError, Settings, load_settings
-from arus.db import get_engine
+from arus import auth, domain, ledgers, migrate, verify
 from arus.errors import ArusError
+from arus.platform import logs
+from arus.platform.config import ConfigError, Settings, load_settings
+from arus.platform.db import get_engine
 
 log = logging.getLogger("arus.cli")
 

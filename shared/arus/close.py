@@ -23,10 +23,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from arus import ledgers, queries
 from arus.auth import KnownLedger
-from arus.config import Settings
-from arus.db import get_engine
 from arus.domain import today_utc
 from arus.errors import ValidationError
+from arus.platform.config import Settings
+from arus.platform.db import get_engine
 
 log = logging.getLogger("arus.close")
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from arus import migrate
-from arus.config import ConfigError, Settings
-from arus.db import get_engine
 from arus.ledgers import create_ledger_with_keys
+from arus.platform.config import ConfigError, Settings
+from arus.platform.db import get_engine
 from arus.schema import ledgers
 
 log = logging.getLogger("arus.dev")

@@ -22,10 +22,8 @@ from flask import Flask, Request, Response, request
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from arus import domain, logs, posting, queries
+from arus import domain, posting, queries
 from arus.auth import Caller, Credentials, authorize, parse_credentials
-from arus.config import Settings, load_settings
-from arus.db import get_engine
 from arus.errors import (
     ArusError,
     InvalidJson,
@@ -35,6 +33,9 @@ from arus.errors import (
     UnsupportedMediaType,
     ValidationError,
 )
+from arus.platform import logs
+from arus.platform.config import Settings, load_settings
+from arus.platform.db import get_engine
 
 log = logging.getLogger("arus.http")
 

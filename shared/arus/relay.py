@@ -19,8 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from arus.config import Settings
-from arus.db import get_engine
+from arus.platform.config import Settings
+from arus.platform.db import get_engine
 from arus.schema import outbox_events
 from arus.transports import OutboxEvent, PublishError, Transport, make_transport
 

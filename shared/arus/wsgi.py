@@ -7,9 +7,9 @@ database engines. The load test (loadtest/bracket.py) serves Arus this way.
 
 from __future__ import annotations
 
-from arus import logs
-from arus.config import load_settings
 from arus.http import create_app
+from arus.platform import logs
+from arus.platform.config import load_settings
 
 _settings = load_settings()
 logs.configure(log_format=_settings.log_format, level=_settings.log_level)

@@ -288,7 +288,8 @@ def test_bundle_venv_has_no_arus_and_imports_the_vendored_copy(
     with zipfile.ZipFile(bundles["query"].zip_path) as archive:
         archive.extractall(unpacked)
     inside = subprocess.run(
-        [python, "-c", "import arus.http, arus.cloudsql, arus.secrets; print(arus.__file__)"],
+        [python, "-c",
+         "import arus.http, arus.platform.cloudsql, arus.platform.secrets; print(arus.__file__)"],
         cwd=unpacked, env=clean_env(), capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     assert Path(inside.stdout.strip()) == unpacked / "arus" / "__init__.py"

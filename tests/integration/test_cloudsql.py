@@ -4,7 +4,7 @@ The real Connector class is constructed (Application Default Credentials come fr
 throwaway authorized-user file, which lazy refresh never uses before a connection). Only
 Connector.connect is swapped: instead of asking the Cloud SQL Admin API for the instance's
 address and certificate and dialling TLS, it gives the connector's own pg8000 adapter a socket
-to the test PostgreSQL. Everything above that (arus.db.create_engine, the creator, the
+to the test PostgreSQL. Everything above that (arus.platform.db.create_engine, the creator, the
 per-process connector, password resolution, SQLAlchemy's pool) is the production code.
 """
 
@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from arus import cloudsql
-from arus.config import ConfigError, Settings, load_settings
-from arus.db import create_engine, sqlalchemy_url
+from arus.platform import cloudsql
+from arus.platform.config import ConfigError, Settings, load_settings
+from arus.platform.db import create_engine, sqlalchemy_url
 from google.cloud.sql.connector import Connector, IPTypes
 from google.cloud.sql.connector import pg8000 as connector_pg8000
 

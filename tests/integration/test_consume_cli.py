@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from arus.db import sqlalchemy_url
+from arus.platform.db import sqlalchemy_url
 
 from tests.support import brokers
 from tests.support.brokers import kafka_settings, post_entries, relay_to_kafka

@@ -652,7 +652,7 @@ def test_cursor_with_a_forged_position_is_validation_error(api, ledger, books, p
 
 
 def test_posting_engine_runs_at_read_committed_whatever_the_server_default(engine, settings):
-    from arus.db import create_engine
+    from arus.platform.db import create_engine
 
     def set_default(level: str) -> None:
         with engine.begin() as conn:

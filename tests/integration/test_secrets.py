@@ -24,10 +24,10 @@ from typing import Any
 import grpc
 import pytest
 import sqlalchemy as sa
-from arus import cloudsql, secrets
-from arus.config import ConfigError, load_settings
-from arus.db import create_engine, sqlalchemy_url
-from arus.secrets import SecretAccessError, access_secret
+from arus.platform import cloudsql, secrets
+from arus.platform.config import ConfigError, load_settings
+from arus.platform.db import create_engine, sqlalchemy_url
+from arus.platform.secrets import SecretAccessError, access_secret
 from google.cloud.secretmanager_v1 import SecretManagerServiceClient
 from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
     SecretManagerServiceGrpcTransport,
@@ -47,7 +47,7 @@ DB_SECRET = "projects/arus-test/secrets/db-password/versions/latest"
 
 
 def crc32c(data: bytes) -> int:
-    """Table-driven CRC-32C, independent of the bit-by-bit one in arus.secrets."""
+    """Table-driven CRC-32C, independent of the bit-by-bit one in arus.platform.secrets."""
     table = []
     for n in range(256):
         c = n

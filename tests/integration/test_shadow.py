@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from arus.db import sqlalchemy_url
+from arus.platform.db import sqlalchemy_url
 from arus_client import shadow
 from arus_client.client import ArusClient, Entry, NewPosting, RetryPolicy
 from arus_client.shadow import ShadowConfig, ShadowTransaction

@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 import sqlalchemy as sa
-from arus.config import ConfigError
+from arus.platform.config import ConfigError
 from arus.relay import drain
 from arus.schema import outbox_events
 from arus.transports import OutboxEvent, PublishError, make_transport

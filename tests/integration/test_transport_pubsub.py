@@ -16,7 +16,7 @@ import uuid
 import grpc
 import pytest
 import sqlalchemy as sa
-from arus.config import ConfigError
+from arus.platform.config import ConfigError
 from arus.relay import drain
 from arus.schema import outbox_events
 from arus.transports import make_transport

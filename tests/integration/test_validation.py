@@ -7,11 +7,11 @@ import uuid
 
 import pytest
 from arus import domain
-from arus.config import ConfigError, load_settings
-from arus.db import sqlalchemy_url
 from arus.errors import IdempotencyKeyRequired, ValidationError
 from arus.idempotency import fingerprint
 from arus.money import INT64_MAX, parse_amount_minor, parse_currency
+from arus.platform.config import ConfigError, load_settings
+from arus.platform.db import sqlalchemy_url
 
 
 @pytest.mark.parametrize("value", [1, 42, INT64_MAX])

@@ -22,8 +22,8 @@ from typing import Any
 import hypothesis
 import sqlalchemy as sa
 from arus import domain, errors, posting
-from arus.config import Settings
 from arus.http import ACCOUNTS_ROUTE, ENTRIES_ROUTE, REVERSE_ROUTE, operation
+from arus.platform.config import Settings
 from arus.verify import verify_ledger
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st

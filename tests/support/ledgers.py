@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from arus.config import Settings
-from arus.db import get_engine
 from arus.ledgers import create_ledger_with_keys
+from arus.platform.config import Settings
+from arus.platform.db import get_engine
 
 REPO = Path(__file__).resolve().parent.parent.parent
 

@@ -24,8 +24,8 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
-from arus.config import load_settings
-from arus.db import get_engine
+from arus.platform.config import load_settings
+from arus.platform.db import get_engine
 from arus.relay import drain
 from arus.transports import OutboxEvent
 from arus.transports.kafka import KafkaTransport

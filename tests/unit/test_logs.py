@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from arus.logs import JsonFormatter, TextFormatter
+from arus.platform.logs import JsonFormatter, TextFormatter
 from arus_client import reference_consumer, shadow
 from arus_client.client import ArusClient
 

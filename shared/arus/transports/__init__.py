@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from arus.config import Settings
+from arus.platform.config import Settings
 from arus.transports.base import OutboxEvent, PublishError, Transport
 
 __all__ = ["OutboxEvent", "PublishError", "Transport", "make_transport"]

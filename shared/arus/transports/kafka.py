@@ -15,7 +15,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from arus.config import ConfigError, Settings
+from arus.platform.config import ConfigError, Settings
 from arus.transports.base import OutboxEvent, PublishError
 
 DeliveryReport = Callable[[KafkaError | None, Message], None]

@@ -26,7 +26,7 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud.pubsub_v1 import PublisherClient
 from google.cloud.pubsub_v1.types import PublisherOptions
 
-from arus.config import ConfigError, Settings
+from arus.platform.config import ConfigError, Settings
 from arus.transports.base import OutboxEvent, PublishError
 
 log = logging.getLogger("arus.transports.pubsub")

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 from google.api_core import exceptions as google_exceptions
 
-from arus.config import ConfigError
+from arus.platform.config import ConfigError
 
 if TYPE_CHECKING:
     from google.cloud.secretmanager_v1 import SecretManagerServiceClient
 
-log = logging.getLogger("arus.secrets")
+log = logging.getLogger("arus.platform.secrets")
 
 CACHE_TTL_S = 300.0
 CACHE_MAX_ENTRIES = 32

@@ -9,8 +9,8 @@ when a connection needs one: Cloud Run throttles the CPU between requests, which
 default background refresh.
 
 The password comes from ARUS_DB_PASSWORD (Cloud Run injects it from Secret Manager as a
-secret environment variable) or is read through arus.secrets from the secret version named by
-ARUS_DB_PASSWORD_SECRET; with ARUS_DB_IAM_AUTH no password is sent at all. The password is
+secret environment variable) or is read through arus.platform.secrets from the secret version
+named by ARUS_DB_PASSWORD_SECRET; with ARUS_DB_IAM_AUTH no password is sent at all. The password is
 never logged and no error message contains it.
 """
 
@@ -24,10 +24,10 @@ from typing import Any
 
 from google.cloud.sql.connector import Connector, IPTypes
 
-from arus.config import ConfigError, Settings
-from arus.secrets import access_secret
+from arus.platform.config import ConfigError, Settings
+from arus.platform.secrets import access_secret
 
-log = logging.getLogger("arus.cloudsql")
+log = logging.getLogger("arus.platform.cloudsql")
 
 DRIVER = "pg8000"
 REFRESH_STRATEGY = "lazy"

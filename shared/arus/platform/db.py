@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
-from arus.config import ConfigError, Settings
+from arus.platform.config import ConfigError, Settings
 
 _engines: dict[tuple[Settings, bool], Engine] = {}
 _engines_lock = threading.Lock()
@@ -57,7 +57,7 @@ def create_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
         "pool_recycle": 1800,
     }
     if settings.cloudsql_instance:
-        from arus.cloudsql import cloudsql_creator
+        from arus.platform.cloudsql import cloudsql_creator
 
         engine = sa.create_engine(
             "postgresql+pg8000://", creator=cloudsql_creator(settings), **common

@@ -1,0 +1,1 @@
+"""The platform layer: settings read once, database engines, Cloud SQL, Secret Manager, logs."""
