@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from arus import auth, domain, ledgers, migrate, verify
+from arus import auth, domain, ledgers, migrate
 from arus.errors import ArusError
+from arus.jobs import verify
 from arus.platform import logs
 from arus.platform.config import ConfigError, Settings, load_settings
 from arus.platform.db import get_engine
@@ -73,7 +74,7 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
-    from arus import relay
+    from arus.outbox import relay
 
     if args.once:
         outcome = relay.run_once(settings)
@@ -84,7 +85,7 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
-    from arus import close
+    from arus.jobs import close
 
     day = domain.parse_as_of(args.date, field="--date") if args.date else None
     reports = close.close_all(settings, day)

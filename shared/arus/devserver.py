@@ -111,7 +111,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     base_url = f"http://{args.host}:{args.port}"
     stop = threading.Event()
     if not args.no_relay:
-        from arus import relay
+        from arus.outbox import relay
 
         threading.Thread(
             target=relay.run_forever,

@@ -326,7 +326,7 @@ def _register_relay(app: Flask, ledger: _Ledger, *, at_root: bool) -> None:
     """`POST /jobs/relay`: one relay run (Cloud Scheduler calls it every minute with OIDC)."""
 
     def run_relay() -> Response:
-        from arus import relay
+        from arus.outbox import relay
 
         outcome = relay.run_once(ledger.settings)
         if outcome.error is not None:
@@ -345,7 +345,7 @@ def _register_close(app: Flask, ledger: _Ledger, *, at_root: bool) -> None:
     """`POST /jobs/daily-close` with optional `{"date": "YYYY-MM-DD"}` (default yesterday)."""
 
     def run_close() -> Response:
-        from arus import close
+        from arus.jobs import close
 
         body = read_json_body(required=False, max_bytes=ledger.settings.max_body_bytes)
         if not isinstance(body, dict) or set(body) - {"date"}:

@@ -300,7 +300,10 @@ CONSUMER_SIDE = ("arus/client.py", "arus/shadow.py", "arus/consumer.py", "arus_c
 # The only modules of a bundle that do not import on their own, and why: Kafka is the local
 # transport, an extra the deployed functions do not install (their relay publishes to Pub/Sub);
 # alembic's env script runs only inside alembic (it reads alembic's `context.config`).
-NOT_IMPORTABLE_ALONE = {"arus.transports.kafka": "confluent_kafka", "arus.migrations.env": "config"}
+NOT_IMPORTABLE_ALONE = {
+    "arus.outbox.transports.kafka": "confluent_kafka",
+    "arus.migrations.env": "config",
+}
 
 
 def test_bundles_carry_server_code_only_and_import_with_their_own_requirements(

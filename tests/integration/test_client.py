@@ -126,7 +126,7 @@ def test_reverse_entry_then_second_reversal_is_already_reversed(server, books):
 
 
 def test_trial_balance_and_balances_as_of(server, books, settings):
-    from arus import close
+    from arus.jobs import close
     from arus.platform.db import get_engine
 
     with ArusClient(server, books.read_key) as reader, ArusClient(server, books.write_key) as w:

@@ -23,8 +23,8 @@ import hypothesis
 import sqlalchemy as sa
 from arus import domain, errors, posting
 from arus.http import ACCOUNTS_ROUTE, ENTRIES_ROUTE, REVERSE_ROUTE, operation
+from arus.jobs.verify import verify_ledger
 from arus.platform.config import Settings
-from arus.verify import verify_ledger
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from hypothesis.stateful import (

@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 import sqlalchemy as sa
-from arus.verify import verify_ledger
+from arus.jobs.verify import verify_ledger
 
 from tests.support.batches import BATCH, transfer
 from tests.support.ledgers import Api, Ledger

@@ -2,7 +2,7 @@
 
 Each storm releases its workers together through a barrier so their transactions overlap, then
 checks the books three ways: the API (trial balance, drift, entries), plain SQL written here
-(sum of postings per account, ledger_seq), and `arus.verify`. Figures are in every assertion
+(sum of postings per account, ledger_seq), and `arus.jobs.verify`. Figures are in every assertion
 message and in one `STORM ...` line per storm (shown with `pytest -s`).
 
 A barrier alone leaves the interleaving to chance, so the idempotency and reversal storms also
@@ -29,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from arus import domain, errors, posting
 from arus.http import ENTRIES_ROUTE, REVERSE_ROUTE, operation
-from arus.verify import verify_all
+from arus.jobs.verify import verify_all
 
 from tests.support.ledgers import Api, Ledger
 from tests.support.model import postings_balances

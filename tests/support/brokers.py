@@ -34,10 +34,10 @@ from typing import Any
 import grpc
 import pytest
 import sqlalchemy as sa
-from arus.relay import drain
+from arus.outbox.relay import drain
+from arus.outbox.transports import OutboxEvent, make_transport
+from arus.outbox.transports.kafka import KafkaTransport
 from arus.schema import outbox_events
-from arus.transports import OutboxEvent, make_transport
-from arus.transports.kafka import KafkaTransport
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from google.pubsub_v1 import types as pubsub_types

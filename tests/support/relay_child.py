@@ -24,11 +24,11 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
+from arus.outbox.relay import drain
+from arus.outbox.transports import OutboxEvent
+from arus.outbox.transports.kafka import KafkaTransport
 from arus.platform.config import load_settings
 from arus.platform.db import get_engine
-from arus.relay import drain
-from arus.transports import OutboxEvent
-from arus.transports.kafka import KafkaTransport
 
 STALL_S = 60.0  # the parent kills us long before this; bounded in case it does not
 

@@ -28,7 +28,7 @@ from arus.errors import ValidationError
 from arus.platform.config import Settings
 from arus.platform.db import get_engine
 
-log = logging.getLogger("arus.close")
+log = logging.getLogger("arus.jobs.close")
 
 # Entries are stamped a moment before they commit; waiting this long after midnight means
 # every entry stamped before midnight has committed (or rolled back) before the close reads.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from arus.transports.base import OutboxEvent
+from arus.outbox.transports.base import OutboxEvent
 
 
 class LogTransport:

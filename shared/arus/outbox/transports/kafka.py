@@ -15,12 +15,12 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from arus.outbox.transports.base import OutboxEvent, PublishError
 from arus.platform.config import ConfigError, Settings
-from arus.transports.base import OutboxEvent, PublishError
 
 DeliveryReport = Callable[[KafkaError | None, Message], None]
 
-log = logging.getLogger("arus.transports.kafka")
+log = logging.getLogger("arus.outbox.transports.kafka")
 
 # librdkafka gives up on a message after this long (retries included) and reports it as
 # failed; the flush deadline is a little longer so every message has a report by then.
@@ -58,7 +58,7 @@ class KafkaTransport:
             "error_cb": self._on_client_error,
             # librdkafka's own log lines go through Python logging (not straight to stderr),
             # under a logger of their own that operators can quieten.
-            "logger": logging.getLogger("arus.transports.kafka.librdkafka"),
+            "logger": logging.getLogger("arus.outbox.transports.kafka.librdkafka"),
             **(extra_config or {}),
         }
         self._producer: Producer | None = None

@@ -26,10 +26,10 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud.pubsub_v1 import PublisherClient
 from google.cloud.pubsub_v1.types import PublisherOptions
 
+from arus.outbox.transports.base import OutboxEvent, PublishError
 from arus.platform.config import ConfigError, Settings
-from arus.transports.base import OutboxEvent, PublishError
 
-log = logging.getLogger("arus.transports.pubsub")
+log = logging.getLogger("arus.outbox.transports.pubsub")
 
 TOPIC_PATH = re.compile(r"^projects/[^/]+/topics/[^/]+$")
 RPC_TIMEOUT_S = 10.0  # one Publish call

@@ -19,12 +19,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from arus.outbox.transports import OutboxEvent, PublishError, Transport, make_transport
 from arus.platform.config import Settings
 from arus.platform.db import get_engine
 from arus.schema import outbox_events
-from arus.transports import OutboxEvent, PublishError, Transport, make_transport
 
-log = logging.getLogger("arus.relay")
+log = logging.getLogger("arus.outbox.relay")
 
 
 @dataclass(frozen=True)

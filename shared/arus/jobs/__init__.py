@@ -1,0 +1,1 @@
+"""Jobs: the daily close and `arus verify`."""

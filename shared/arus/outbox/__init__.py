@@ -1,0 +1,1 @@
+"""The outbox layer: the relay and its transports (SPEC §4)."""
