@@ -12,7 +12,7 @@ import hashlib
 import re
 import secrets
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.engine import Connection
 
-from arus.errors import NotFound, Unauthenticated, ValidationError
+from arus.errors import NotFound, Unauthenticated, ValidationError, domain_errors
 from arus.schema import api_keys, ledgers
 
 Scope = Literal["read", "write"]
@@ -102,23 +102,9 @@ _AUTHORIZE = sa.text("SELECT arus_authorize(:key_id, :secret_hash, :scope)").col
 
 def authorize(conn: Connection, credentials: Credentials, *, scope: Scope) -> uuid.UUID:
     """The ledger these credentials may use with `scope`; Unauthenticated or Forbidden else."""
-    ledger_id = _mapped(
-        lambda: conn.execute(_AUTHORIZE, {**credentials.as_params(), "scope": scope}).scalar_one()
-    )
-    return uuid.UUID(str(ledger_id))
-
-
-def _mapped(run: Callable[[], T]) -> T:
-    """Run a statement; an engine error that names an API error code becomes that error."""
-    from arus.errors import from_database
-
-    try:
-        return run()
-    except sa.exc.DBAPIError as exc:
-        domain = from_database(exc.orig) if exc.orig is not None else None
-        if domain is None:
-            raise
-        raise domain from None
+    with domain_errors():
+        ledger_id = conn.execute(_AUTHORIZE, {**credentials.as_params(), "scope": scope})
+        return uuid.UUID(str(ledger_id.scalar_one()))
 
 
 class LedgerScope(Protocol):
@@ -189,7 +175,8 @@ class Caller:
         statement = sa.select(scoped, self._caller.c.ledger_id.label("arus_caller")).select_from(
             self._caller.outerjoin(scoped, sa.true())
         )
-        rows = _mapped(lambda: conn.execute(statement).all())
+        with domain_errors():
+            rows = conn.execute(statement).all()
         return [row for row in rows if row.arus_row is not None]
 
     def nested(self, query: sa.Select[Any]) -> sa.Select[Any]:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
+
+import sqlalchemy as sa
 
 from arus.rules import ERROR_STATUS
 
@@ -142,3 +146,15 @@ def from_database(orig: BaseException) -> ArusError | None:
             }[cls]
         )
     return None
+
+
+@contextmanager
+def domain_errors() -> Iterator[None]:
+    """Turn a database error that stands for a domain outcome into that domain error."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        domain = from_database(exc.orig) if exc.orig is not None else None
+        if domain is None:
+            raise
+        raise domain from None

@@ -11,8 +11,6 @@ the transaction) and map their errors to the domain. See docs/adr/005-set-based-
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,18 +32,6 @@ class MutationResult:
     replayed: bool
 
 
-@contextmanager
-def domain_errors() -> Iterator[None]:
-    """Turn a database error that stands for a domain outcome into that domain error."""
-    try:
-        yield
-    except sa.exc.DBAPIError as exc:
-        domain = errors.from_database(exc.orig) if exc.orig is not None else None
-        if domain is None:
-            raise
-        raise domain from None
-
-
 def call_engine(
     engine: Engine,
     statement: sa.TextClause,
@@ -63,7 +49,7 @@ def call_engine(
     """
     for attempt in (1, 2):
         try:
-            with domain_errors(), engine.connect() as conn:
+            with errors.domain_errors(), engine.connect() as conn:
                 # The statement is the transaction: `engine` must be get_engine(settings).
                 outcome = conn.execute(statement, params).scalar_one()
             break
