@@ -505,7 +505,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             server.stop()
             server = None
         verify = subprocess.run(
-            [sys.executable, "-m", "arus.cli", "verify"], env=bench.env, capture_output=True,
+            [sys.executable, "-m", "arus.tools.cli", "verify"], env=bench.env, capture_output=True,
             text=True, timeout=600,
         )  # fmt: skip
         verified = json.loads(verify.stdout or "{}").get("ledgers", [])

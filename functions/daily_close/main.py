@@ -1,7 +1,7 @@
 """Cloud Run function: the daily close of every ledger (Cloud Scheduler calls it at 00:15 UTC)."""
 
 import functions_framework
-from arus.http import daily_close_app
+from arus.web.functions import daily_close_app
 
 
 @functions_framework.http

@@ -1,7 +1,7 @@
 """Cloud Run function: every ledger mutation (accounts, entries, reversals)."""
 
 import functions_framework
-from arus.http import post_entry_app
+from arus.web.functions import post_entry_app
 
 
 @functions_framework.http

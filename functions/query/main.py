@@ -1,7 +1,7 @@
 """Cloud Run function: every ledger read (accounts, postings, entries, trial balance, balances)."""
 
 import functions_framework
-from arus.http import query_app
+from arus.web.functions import query_app
 
 
 @functions_framework.http

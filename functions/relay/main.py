@@ -1,7 +1,7 @@
 """Cloud Run function: drains the outbox to Pub/Sub (Cloud Scheduler calls it every minute)."""
 
 import functions_framework
-from arus.http import relay_app
+from arus.web.functions import relay_app
 
 
 @functions_framework.http

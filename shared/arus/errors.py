@@ -1,4 +1,4 @@
-"""Domain errors: one exception type per API error code (SPEC §3), mapped to HTTP in arus.http."""
+"""Domain errors: one exception type per API error code (SPEC §3), mapped to HTTP in arus.web."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arus.bundle import FUNCTIONS, BundleError, BundleResult, build_bundles
+from arus.tools.bundle import FUNCTIONS, BundleError, BundleResult, build_bundles
 
 from tests.support.ledgers import REPO
 
@@ -79,7 +79,7 @@ def test_hash_follows_content_not_timestamps(tmp_path: Path) -> None:
     (repo / "shared" / "arus" / "stray.pyc").write_bytes(b"\0" * 16)
     (touched,) = build_bundles(tmp_path / "b", functions=["post_entry"], repo=repo)
     assert touched.sha256 == baseline.sha256, "mtimes and bytecode must not change the zip"
-    money = repo / "shared" / "arus" / "money.py"
+    money = repo / "shared" / "arus" / "ledger" / "money.py"
     money.write_text(money.read_text() + "\n# a one-line change\n")
     (changed,) = build_bundles(tmp_path / "c", functions=["post_entry"], repo=repo)
     assert changed.sha256 != baseline.sha256, "a source change must change the zip"
@@ -94,8 +94,8 @@ def test_zip_holds_the_entry_point_pins_and_vendored_package(
         for p in package.rglob("*")
         if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
     }
-    migrations = {n for n in expected_arus if re.fullmatch(r"arus/migrations/versions/.+\.py", n)}
-    assert "arus/migrations/versions/0001_ledger_core.py" in migrations
+    migrations = {n for n in expected_arus if re.fullmatch(r"arus/admin/migrations/versions/.+\.py", n)}
+    assert "arus/admin/migrations/versions/0001_ledger_core.py" in migrations
     for function, result in bundles.items():
         with zipfile.ZipFile(result.zip_path) as archive:
             infos = archive.infolist()
@@ -108,7 +108,7 @@ def test_zip_holds_the_entry_point_pins_and_vendored_package(
             main_py = (REPO / "functions" / function / "main.py").read_bytes()
             assert archive.read("main.py") == main_py
             assert f"def {function}(request)" in main_py.decode()
-            assert archive.read("arus/posting.py") == (package / "posting.py").read_bytes()
+            assert archive.read("arus/ledger/gateway.py") == (package / "ledger/gateway.py").read_bytes()
             assert (
                 archive.read("requirements.txt")
                 == (result.directory / "requirements.txt").read_bytes()
@@ -288,8 +288,8 @@ def test_bundle_venv_has_no_arus_and_imports_the_vendored_copy(
     with zipfile.ZipFile(bundles["query"].zip_path) as archive:
         archive.extractall(unpacked)
     inside = subprocess.run(
-        [python, "-c",
-         "import arus.http, arus.platform.cloudsql, arus.platform.secrets; print(arus.__file__)"],
+        [python, "-c", "import arus.web.app, arus.platform.cloudsql, arus.platform.secrets;"
+                       " print(arus.__file__)"],
         cwd=unpacked, env=clean_env(), capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     assert Path(inside.stdout.strip()) == unpacked / "arus" / "__init__.py"
@@ -302,7 +302,7 @@ CONSUMER_SIDE = ("arus/client.py", "arus/shadow.py", "arus/consumer.py", "arus_c
 # alembic's env script runs only inside alembic (it reads alembic's `context.config`).
 NOT_IMPORTABLE_ALONE = {
     "arus.outbox.transports.kafka": "confluent_kafka",
-    "arus.migrations.env": "config",
+    "arus.admin.migrations.env": "config",
 }
 
 

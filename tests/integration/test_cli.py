@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ARUS = [sys.executable, "-m", "arus.cli"]
+ARUS = [sys.executable, "-m", "arus.tools.cli"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -1,6 +1,6 @@
 """arus_client.client against a real `arus serve` on the test PostgreSQL, plus injected faults.
 
-The server is a subprocess (`python -m arus.cli serve`) on a free 127.0.0.1 port, stopped by
+The server is a subprocess (`python -m arus.tools.cli serve`) on a free 127.0.0.1 port, stopped by
 its PID. Faults are injected two ways: an httpx transport that wraps the real one (drop the
 response after the server handled the request, refuse the connection, time out, answer 503),
 and a real TCP proxy that forwards a request, lets the server commit it, then closes the

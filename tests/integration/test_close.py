@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 import sqlalchemy as sa
-from arus.domain import today_utc
 from arus.jobs import close
+from arus.ledger.commands import today_utc
 
 from tests.support.ledgers import injected_drift
 

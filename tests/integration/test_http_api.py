@@ -6,7 +6,7 @@ import json
 import uuid
 
 import pytest
-from arus.money import INT64_MAX
+from arus.ledger.money import INT64_MAX
 
 
 def _entry(debit: str, credit: str, amount: object, **extra: object) -> dict[str, object]:
@@ -502,7 +502,7 @@ def test_wrong_secret_for_a_real_key_id_is_unauthenticated(api, ledger):
 
 
 def test_revoked_key_is_unauthenticated_at_once(api, ledger, engine):
-    from arus.auth import revoke_key
+    from arus.admin.keys import revoke_key
 
     assert api.get("/v1/accounts", key=ledger.read_key).status_code == 200
     with engine.begin() as conn:
@@ -557,7 +557,7 @@ def test_every_read_is_one_statement_with_its_key_check(api, ledger, books, stat
 def test_a_bad_key_is_401_even_where_the_read_finds_nothing_or_is_refused(
     api, ledger, books, engine, key
 ):
-    from arus.auth import revoke_key
+    from arus.admin.keys import revoke_key
 
     if key == "revoked":
         with engine.begin() as conn:
@@ -645,7 +645,7 @@ def test_each_function_serves_only_its_own_surface(api, ledger):
     ],
 )
 def test_cursor_with_a_forged_position_is_validation_error(api, ledger, books, path, position):
-    from arus.queries import encode_cursor
+    from arus.ledger.reads import encode_cursor
 
     response = api.get(path, key=ledger.read_key, query_string={"cursor": encode_cursor(position)})
     assert response.status_code == 422 and error_code(response) == "validation_error"
@@ -809,15 +809,15 @@ def test_a_function_serves_its_routes_in_functions_frameworks_own_request(api, l
 
 def test_fingerprints_name_the_routes_the_app_serves(settings):
     """The idempotency operation of every mutation comes from its route, not a restated string."""
-    from arus import http
+    from arus.web import app as web
 
-    app = http.create_app(settings, surfaces=("mutations",))
-    served = {rule.rule for rule in app.url_map.iter_rules() if "POST" in (rule.methods or ())}
-    routes = {http.ACCOUNTS_ROUTE, http.ENTRIES_ROUTE, http.BATCH_ROUTE, http.REVERSE_ROUTE}
+    served_app = web.create_app(settings, surfaces=("mutations",))
+    served = {rule.rule for rule in served_app.url_map.iter_rules() if "POST" in rule.methods}
+    routes = {web.ACCOUNTS_ROUTE, web.ENTRIES_ROUTE, web.BATCH_ROUTE, web.REVERSE_ROUTE}
     assert served == routes
     entry_id = uuid.UUID(int=5)
-    assert http.operation(http.REVERSE_ROUTE, entry_id=entry_id) == (
+    assert web.operation(web.REVERSE_ROUTE, entry_id=entry_id) == (
         f"POST /v1/entries/{entry_id}/reverse"
     )
     with pytest.raises(AssertionError, match="needs its ids"):
-        http.operation(http.REVERSE_ROUTE)
+        web.operation(web.REVERSE_ROUTE)

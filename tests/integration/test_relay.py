@@ -27,10 +27,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from arus.ledger.schema import outbox_events
 from arus.outbox.relay import drain, run_once
 from arus.outbox.transports import OutboxEvent, PublishError
 from arus.outbox.transports.kafka import KafkaTransport
-from arus.schema import outbox_events
 from arus_client.reference_consumer import ensure_consumer_schema, mirror_event
 
 from tests.support import brokers

@@ -15,11 +15,11 @@ from collections import Counter
 
 import pytest
 import sqlalchemy as sa
+from arus.ledger.schema import outbox_events
 from arus.outbox.relay import drain
 from arus.outbox.transports import OutboxEvent, PublishError, make_transport
 from arus.outbox.transports.kafka import KafkaTransport
 from arus.platform.config import ConfigError
-from arus.schema import outbox_events
 from arus_client.events import record_event
 from arus_client.reference_consumer import consume_kafka, ensure_consumer_schema, mirrored_ledgers
 from confluent_kafka import Producer

@@ -16,11 +16,11 @@ import uuid
 import grpc
 import pytest
 import sqlalchemy as sa
+from arus.ledger.schema import outbox_events
 from arus.outbox.relay import drain
 from arus.outbox.transports import make_transport
 from arus.outbox.transports.pubsub import PubSubTransport
 from arus.platform.config import ConfigError
-from arus.schema import outbox_events
 
 from tests.support import brokers
 from tests.support.brokers import PublisherServer, pending_rows

@@ -6,10 +6,10 @@ import datetime as dt
 import uuid
 
 import pytest
-from arus import domain
 from arus.errors import IdempotencyKeyRequired, ValidationError
-from arus.idempotency import fingerprint
-from arus.money import INT64_MAX, parse_amount_minor, parse_currency
+from arus.ledger import commands
+from arus.ledger.idempotency import fingerprint
+from arus.ledger.money import INT64_MAX, parse_amount_minor, parse_currency
 from arus.platform.config import ConfigError, load_settings
 from arus.platform.db import sqlalchemy_url
 
@@ -38,14 +38,14 @@ def test_bad_currency_shapes_are_refused(value):
 
 def test_account_reference_by_uuid_is_an_id_and_otherwise_a_code():
     account_id = uuid.uuid4()
-    assert domain.parse_account_ref(str(account_id), field="a").account_id == account_id
-    assert domain.parse_account_ref("assets:bank", field="a").code == "assets:bank"
+    assert commands.parse_account_ref(str(account_id), field="a").account_id == account_id
+    assert commands.parse_account_ref("assets:bank", field="a").code == "assets:bank"
     with pytest.raises(ValidationError):
-        domain.parse_account_ref("white space", field="a")
+        commands.parse_account_ref("white space", field="a")
 
 
 def test_entry_defaults_effective_date_to_today_utc():
-    entry = domain.parse_new_entry(
+    entry = commands.parse_new_entry(
         {"postings": [
             {"account": "a", "direction": "debit", "amount": 1},
             {"account": "b", "direction": "credit", "amount": 1},
@@ -57,7 +57,7 @@ def test_entry_defaults_effective_date_to_today_utc():
 
 def test_error_messages_point_at_the_field():
     with pytest.raises(ValidationError, match=r"postings\[1\]\.amount"):
-        domain.parse_new_entry(
+        commands.parse_new_entry(
             {"postings": [
                 {"account": "a", "direction": "debit", "amount": 1},
                 {"account": "b", "direction": "credit", "amount": 1.5},
@@ -67,16 +67,16 @@ def test_error_messages_point_at_the_field():
 
 def test_metadata_size_is_limited():
     with pytest.raises(ValidationError, match="metadata"):
-        domain.parse_new_account(
+        commands.parse_new_account(
             {"code": "c", "name": "n", "type": "asset", "currency": "USD",
-             "metadata": {"blob": "x" * (domain.MAX_METADATA_BYTES + 1)}}
+             "metadata": {"blob": "x" * (commands.MAX_METADATA_BYTES + 1)}}
         )  # fmt: skip
 
 
 @pytest.mark.parametrize("key", [None, ""])
 def test_missing_idempotency_key(key):
     with pytest.raises(IdempotencyKeyRequired):
-        domain.parse_idempotency_key(key)
+        commands.parse_idempotency_key(key)
 
 
 def test_fingerprint_is_canonical_and_bound_to_the_operation():

@@ -21,10 +21,11 @@ from typing import Any
 
 import hypothesis
 import sqlalchemy as sa
-from arus import domain, errors, posting
-from arus.http import ACCOUNTS_ROUTE, ENTRIES_ROUTE, REVERSE_ROUTE, operation
+from arus import errors
 from arus.jobs.verify import verify_ledger
+from arus.ledger import commands, gateway
 from arus.platform.config import Settings
+from arus.web.app import ACCOUNTS_ROUTE, ENTRIES_ROUTE, REVERSE_ROUTE, operation
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -441,15 +442,15 @@ GIVEN_SETTINGS = hypothesis.settings(
 def run_operations(
     ops: list[tuple[str, Any]], settings: Settings, engine: sa.Engine, posting_engine: sa.Engine
 ) -> Counter[str]:
-    """Send ops to a fresh ledger through arus.posting, check the books, return the outcomes."""
+    """Send ops to a fresh ledger through the gateway, check the books, return the outcomes."""
     ledger = new_ledger(settings, "given")
     for code, type_, currency, allow_negative in FIXED_ACCOUNTS:
         body = {"code": code, "name": code, "type": type_, "currency": currency,
                 "allow_negative": allow_negative}  # fmt: skip
-        posting.create_account(
+        gateway.create_account(
             posting_engine,
             credentials=ledger.credentials,
-            account=domain.parse_new_account(body),
+            account=commands.parse_new_account(body),
             idempotency_key=None,
             request_body=body,
             operation=operation(ACCOUNTS_ROUTE),
@@ -461,20 +462,20 @@ def run_operations(
         try:
             if op == "post":
                 body = {"postings": [line.as_json() for line in arg]}
-                result = posting.post_entry(
+                result = gateway.post_entry(
                     posting_engine,
                     credentials=ledger.credentials,
-                    entry=domain.parse_new_entry(body),
+                    entry=commands.parse_new_entry(body),
                     idempotency_key=key,
                     request_body=body,
                     operation=operation(ENTRIES_ROUTE),
                 )
             elif committed:
                 target = uuid.UUID(committed[arg % len(committed)])
-                result = posting.reverse_entry(
+                result = gateway.reverse_entry(
                     posting_engine,
                     credentials=ledger.credentials,
-                    reversal=domain.parse_reversal(target, {}),
+                    reversal=commands.parse_reversal(target, {}),
                     idempotency_key=key,
                     request_body={},
                     operation=operation(REVERSE_ROUTE, entry_id=target),
@@ -489,10 +490,10 @@ def run_operations(
         outcomes[f"{op} 201"] += 1
         if op == "reverse":  # a second reversal of the same entry, with a fresh key, is refused
             try:
-                again = posting.reverse_entry(
+                again = gateway.reverse_entry(
                     posting_engine,
                     credentials=ledger.credentials,
-                    reversal=domain.parse_reversal(target, {}),
+                    reversal=commands.parse_reversal(target, {}),
                     idempotency_key=uuid.uuid4().hex,
                     request_body={},
                     operation=operation(REVERSE_ROUTE, entry_id=target),

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from arus import domain, errors, posting
-from arus.http import ENTRIES_ROUTE, REVERSE_ROUTE, operation
+from arus import errors
 from arus.jobs.verify import verify_all
+from arus.ledger import commands, gateway
+from arus.web.app import ENTRIES_ROUTE, REVERSE_ROUTE, operation
 
 from tests.support.ledgers import Api, Ledger
 from tests.support.model import postings_balances
@@ -305,7 +306,7 @@ def test_reversal_storm_reverses_once(api: Api, ledger: Ledger, engine: sa.Engin
 # The cross-posting storm: 20 accounts in two currencies, every type, a third of them allowed
 # to go negative, each funded first; then 32 workers post random pair and multi-posting entries
 # (postings in random order, both directions, sometimes two currencies) and reverse random
-# entries. Even workers go through the HTTP function, odd ones call arus.posting directly.
+# entries. Even workers go through the HTTP function, odd ones call arus.ledger.gateway directly.
 CROSS_ACCOUNTS = 20
 CROSS_REQUESTS_PER_WORKER = 8
 CROSS_FUNDING_MINOR = 1_000
@@ -354,7 +355,7 @@ def random_entry(rng: random.Random, pools: dict[str, list[str]]) -> dict[str, A
     return {"description": "storm", "postings": postings_json}
 
 
-def direct_call(client: ThreadClient, call: Callable[[], posting.MutationResult]) -> Outcome:
+def direct_call(client: ThreadClient, call: Callable[[], gateway.MutationResult]) -> Outcome:
     """Call the posting engine directly; domain errors become the outcome, anything else raises."""
     try:
         with client.in_flight:
@@ -410,10 +411,10 @@ def test_cross_posting_storm_keeps_books_balanced(
                 else:
                     outcome = direct_call(
                         client,
-                        lambda target=target, key=key: posting.reverse_entry(
+                        lambda target=target, key=key: gateway.reverse_entry(
                             posting_engine,
                             credentials=ledger.credentials,
-                            reversal=domain.parse_reversal(uuid.UUID(target), {}),
+                            reversal=commands.parse_reversal(uuid.UUID(target), {}),
                             idempotency_key=key,
                             request_body={},
                             operation=operation(REVERSE_ROUTE, entry_id=uuid.UUID(target)),
@@ -426,10 +427,10 @@ def test_cross_posting_storm_keeps_books_balanced(
                 else:
                     outcome = direct_call(
                         client,
-                        lambda body=body, key=key: posting.post_entry(
+                        lambda body=body, key=key: gateway.post_entry(
                             posting_engine,
                             credentials=ledger.credentials,
-                            entry=domain.parse_new_entry(body),
+                            entry=commands.parse_new_entry(body),
                             idempotency_key=key,
                             request_body=body,
                             operation=operation(ENTRIES_ROUTE),

@@ -34,10 +34,10 @@ from typing import Any
 import grpc
 import pytest
 import sqlalchemy as sa
+from arus.ledger.schema import outbox_events
 from arus.outbox.relay import drain
 from arus.outbox.transports import OutboxEvent, make_transport
 from arus.outbox.transports.kafka import KafkaTransport
-from arus.schema import outbox_events
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from google.pubsub_v1 import types as pubsub_types
@@ -223,7 +223,7 @@ def post_entries(api, ledger, count: int) -> list[dict]:
 def mirror_drift(conn: Any, ledger_id: Any, consumer: str) -> list[dict[str, Any]]:
     """The mirror's drift from the ledger's balances table: a test may read the ledger's tables;
     the reference consumer itself asks the API (`drift_against_api`)."""
-    from arus.schema import balances
+    from arus.ledger.schema import balances
     from arus_client.reference_consumer import drift, mirrored_balances
 
     ledger = {

@@ -38,7 +38,16 @@ def running_server(database_url: str) -> Iterator[str]:
     env = {**os.environ, "ARUS_DATABASE_URL": database_url, "ARUS_LOG_LEVEL": "WARNING"}
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "arus.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "arus.tools.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
             env=env,
             cwd=REPO,
             stdout=log_file,

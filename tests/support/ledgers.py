@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from arus.ledgers import create_ledger_with_keys
+from arus.admin.ledgers import create_ledger_with_keys
 from arus.platform.config import Settings
 from arus.platform.db import get_engine
 
@@ -51,7 +51,7 @@ class Ledger:
     @property
     def credentials(self) -> Any:
         """The write key as the posting engine's gateway takes it."""
-        from arus.auth import parse_credentials
+        from arus.ledger.access import parse_credentials
 
         return parse_credentials(f"Bearer {self.write_key}")
 

@@ -14,7 +14,7 @@ from arus_client import reference_consumer
 from tests.support.ledgers import REPO
 
 ENGINE = "\n".join((SQL_DIR / name).read_text() for name in ENGINE_FILES)
-TABLES = (REPO / "shared/arus/migrations/versions/0001_ledger_core.py").read_text()
+TABLES = (REPO / "shared/arus/admin/migrations/versions/0001_ledger_core.py").read_text()
 
 
 def test_every_hint_the_engine_raises_is_an_api_error_or_a_named_guard():

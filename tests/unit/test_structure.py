@@ -31,7 +31,7 @@ def import_graph() -> dict[str, set[str]]:
 
 def test_no_import_cycles():
     graph = import_graph()
-    assert "arus.http" in graph and "arus.posting" in graph["arus.http"]
+    assert "arus.web.app" in graph and "arus.ledger.gateway" in graph["arus.web.app"]
     state: dict[str, str] = {}  # "open" while on the current path, "done" after
     cycles: list[list[str]] = []
 
@@ -49,3 +49,31 @@ def test_no_import_cycles():
     for name in sorted(graph):
         visit(name, [])
     assert cycles == [], [" -> ".join(cycle) for cycle in cycles]
+
+
+# The server's layers, lowest first: a module imports only from its own layer or one below it
+# (docs/architecture.md has the same table).
+LAYERS = ("rules", "errors", "platform", "ledger", "outbox", "admin", "jobs", "web", "tools")
+
+
+def _layer(module: str) -> int:
+    name = module.split(".")[1] if "." in module else ""
+    assert name in LAYERS, f"{module} is in no layer: add it to LAYERS and docs/architecture.md"
+    return LAYERS.index(name)
+
+
+def test_every_module_imports_only_its_own_layer_or_lower():
+    graph = {name: targets for name, targets in import_graph().items() if name != "arus"}
+    upward = sorted(
+        f"{name} -> {target}"
+        for name, targets in graph.items()
+        for target in targets
+        if target != "arus" and _layer(target) > _layer(name)
+    )
+    assert len(graph) > 40, sorted(graph)
+    assert upward == [], upward
+
+
+def test_the_package_has_no_flat_modules_but_rules_and_errors():
+    flat = sorted(path.name for path in PACKAGE.glob("*.py") if path.name != "__init__.py")
+    assert flat == ["errors.py", "rules.py"]

@@ -21,10 +21,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from arus import ledgers, queries
-from arus.auth import KnownLedger
-from arus.domain import today_utc
+from arus.admin import ledgers
 from arus.errors import ValidationError
+from arus.ledger import reads
+from arus.ledger.access import KnownLedger
+from arus.ledger.commands import today_utc
 from arus.platform.config import Settings
 from arus.platform.db import get_engine
 
@@ -86,7 +87,7 @@ def build_report(
                 }
             )
     # Today's materialized balances must match their postings too: drift is drift, whenever.
-    drift.extend(queries.trial_balance(KnownLedger(ledger_id), conn)["drift"])
+    drift.extend(reads.trial_balance(KnownLedger(ledger_id), conn)["drift"])
     balanced = all(t["debit"] == t["credit"] for t in totals.values())
     report: dict[str, Any] = {
         "ledger_id": str(ledger_id),

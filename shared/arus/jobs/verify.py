@@ -7,14 +7,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from arus import ledgers, queries
-from arus.auth import KnownLedger
-from arus.schema import entries
-from arus.schema import ledgers as ledgers_table
+from arus.admin import ledgers
+from arus.ledger import reads
+from arus.ledger.access import KnownLedger
+from arus.ledger.schema import entries
+from arus.ledger.schema import ledgers as ledgers_table
 
 
 def verify_ledger(conn: Connection, ledger_id: Any) -> dict[str, Any]:
-    trial = queries.trial_balance(KnownLedger(ledger_id), conn)
+    trial = reads.trial_balance(KnownLedger(ledger_id), conn)
     stats = conn.execute(
         sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(entries.c.ledger_seq), 0)).where(
             entries.c.ledger_id == ledger_id

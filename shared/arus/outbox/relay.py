@@ -19,10 +19,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from arus.ledger.schema import outbox_events
 from arus.outbox.transports import OutboxEvent, PublishError, Transport, make_transport
 from arus.platform.config import Settings
 from arus.platform.db import get_engine
-from arus.schema import outbox_events
 
 log = logging.getLogger("arus.outbox.relay")
 

@@ -52,7 +52,7 @@ def create_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         # The request path (autocommit) pings nothing: a dead connection fails on use and the
-        # gateway retries on a fresh one (arus.posting.call_engine). Jobs keep the ping.
+        # gateway retries on a fresh one (arus.ledger.gateway.call_engine). Jobs keep the ping.
         "pool_pre_ping": not autocommit,
         "pool_recycle": 1800,
     }

@@ -12,14 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from arus import auth, domain, ledgers, migrate
+from arus.admin import keys, ledgers, migrate
 from arus.errors import ArusError
 from arus.jobs import verify
+from arus.ledger import commands
+from arus.ledger.access import SCOPES
 from arus.platform import logs
 from arus.platform.config import ConfigError, Settings, load_settings
 from arus.platform.db import get_engine
 
-log = logging.getLogger("arus.cli")
+log = logging.getLogger("arus.tools.cli")
 
 
 def _print_json(value: Any) -> None:
@@ -44,14 +46,14 @@ def cmd_key_create(settings: Settings, args: argparse.Namespace) -> int:
         print(f"arus: --ledger must be a ledger id, not {args.ledger!r}", file=sys.stderr)
         return 2
     with get_engine(settings).begin() as conn:
-        issued = auth.issue_key(conn, ledger_id=ledger_id, scope=args.scope)
+        issued = keys.issue_key(conn, ledger_id=ledger_id, scope=args.scope)
     _print_json({"key_id": issued.key_id, "key": issued.key, "scope": issued.scope})
     return 0
 
 
 def cmd_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
     with get_engine(settings).begin() as conn:
-        revoked = auth.revoke_key(conn, args.key_id)
+        revoked = keys.revoke_key(conn, args.key_id)
     if not revoked:
         print(f"arus: no active key {args.key_id}", file=sys.stderr)
         return 1
@@ -61,7 +63,7 @@ def cmd_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"arus: serving the ledger on http://{args.host}:{args.port}", flush=True)
-    from arus import devserver
+    from arus.tools import devserver
 
     devserver.serve(settings, args.host, args.port)
     return 0
@@ -87,14 +89,14 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
     from arus.jobs import close
 
-    day = domain.parse_as_of(args.date, field="--date") if args.date else None
+    day = commands.parse_as_of(args.date, field="--date") if args.date else None
     reports = close.close_all(settings, day)
     _print_json(reports)
     return 0 if all(r["balanced"] and not r["drift"] for r in reports) else 1
 
 
 def cmd_bundle(settings: Settings, args: argparse.Namespace) -> int:
-    from arus.bundle import build_bundles
+    from arus.tools.bundle import build_bundles
 
     for result in build_bundles(Path(args.out), functions=args.function):
         _print_json(result.to_json())
@@ -102,7 +104,7 @@ def cmd_bundle(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
-    from arus import devserver
+    from arus.tools import devserver
 
     return devserver.run(settings, args)
 
@@ -121,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     key = sub.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
     key_create = key.add_parser("create", help="issue a key for a ledger")
     key_create.add_argument("--ledger", required=True)
-    key_create.add_argument("--scope", required=True, choices=auth.SCOPES)
+    key_create.add_argument("--scope", required=True, choices=SCOPES)
     key_create.set_defaults(func=cmd_key_create)
     key_revoke = key.add_parser("revoke", help="revoke a key at once")
     key_revoke.add_argument("key_id")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,8 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.engine import Connection
 
-from arus.errors import NotFound, Unauthenticated, ValidationError, domain_errors
-from arus.schema import api_keys, ledgers
+from arus.errors import Unauthenticated, domain_errors
 
 Scope = Literal["read", "write"]
 T = TypeVar("T")
@@ -30,41 +28,8 @@ _KEY = re.compile(r"arus_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 _BEARER = re.compile(r"Bearer[ \t]+([!-~]{1,200})", re.IGNORECASE)  # schemes are case-insensitive
 
 
-@dataclass(frozen=True)
-class IssuedKey:
-    key_id: str
-    key: str
-    scope: Scope
-
-
-def _hash(secret: str) -> bytes:
+def hash_secret(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
-
-
-def issue_key(conn: Connection, *, ledger_id: uuid.UUID, scope: Scope) -> IssuedKey:
-    if scope not in SCOPES:
-        raise ValidationError("scope must be read or write")
-    exists = conn.execute(sa.select(ledgers.c.id).where(ledgers.c.id == ledger_id)).first()
-    if exists is None:
-        raise NotFound(f"no ledger {ledger_id}")
-    key_id = secrets.token_hex(8)
-    secret = secrets.token_urlsafe(32)
-    conn.execute(
-        api_keys.insert().values(
-            id=key_id, ledger_id=ledger_id, scope=scope, secret_hash=_hash(secret)
-        )
-    )
-    return IssuedKey(key_id=key_id, key=f"arus_{key_id}_{secret}", scope=scope)
-
-
-def revoke_key(conn: Connection, key_id: str) -> bool:
-    """Revoke a key at once; returns False when no such (unrevoked) key exists."""
-    result = conn.execute(
-        api_keys.update()
-        .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-        .values(revoked_at=sa.func.clock_timestamp())
-    )
-    return result.rowcount == 1
 
 
 @dataclass(frozen=True)
@@ -92,7 +57,7 @@ def parse_credentials(authorization: str | None) -> Credentials:
     if parts is None:
         raise Unauthenticated("malformed API key")
     key_id, secret = parts.groups()
-    return Credentials(key_id=key_id, secret_hash=_hash(secret))
+    return Credentials(key_id=key_id, secret_hash=hash_secret(secret))
 
 
 _AUTHORIZE = sa.text("SELECT arus_authorize(:key_id, :secret_hash, :scope)").columns(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from arus.errors import ArusError, IdempotencyKeyRequired, ValidationError
-from arus.money import parse_amount_minor, parse_currency
+from arus.ledger.money import parse_amount_minor, parse_currency
 from arus.rules import (
     ACCOUNT_CODE_PATTERN,
     ACCOUNT_TYPES,

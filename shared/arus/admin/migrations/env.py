@@ -1,4 +1,4 @@
-"""Alembic environment: runs the versioned migrations on the connection `arus.migrate` passes in."""
+"""Alembic environment: the versioned migrations, on the connection `arus.admin.migrate` gives."""
 
 from alembic import context
 

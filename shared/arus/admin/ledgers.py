@@ -7,9 +7,9 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from arus import auth
+from arus.admin import keys
 from arus.errors import ValidationError
-from arus.schema import ledgers
+from arus.ledger.schema import ledgers
 
 
 def create_ledger(conn: Connection, name: str) -> uuid.UUID:
@@ -30,6 +30,6 @@ def create_ledger_with_keys(engine: Engine, name: str) -> dict[str, str]:
     once: only their hashes are stored)."""
     with engine.begin() as conn:
         ledger_id = create_ledger(conn, name)
-        write = auth.issue_key(conn, ledger_id=ledger_id, scope="write")
-        read = auth.issue_key(conn, ledger_id=ledger_id, scope="read")
+        write = keys.issue_key(conn, ledger_id=ledger_id, scope="write")
+        read = keys.issue_key(conn, ledger_id=ledger_id, scope="read")
     return {"ledger_id": str(ledger_id), "name": name, "write_key": write.key, "read_key": read.key}

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from arus import errors
-from arus.auth import Credentials
-from arus.domain import NewAccount, NewBatch, NewEntry, Reversal
-from arus.idempotency import fingerprint
+from arus.ledger.access import Credentials
+from arus.ledger.commands import NewAccount, NewBatch, NewEntry, Reversal
+from arus.ledger.idempotency import fingerprint
 
 
 @dataclass(frozen=True)

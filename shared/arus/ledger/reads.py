@@ -19,11 +19,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from arus.auth import LedgerScope
-from arus.domain import AccountRef, parse_account_ref, parse_as_of
 from arus.errors import NotFound, ValidationError
+from arus.ledger.access import LedgerScope
+from arus.ledger.commands import AccountRef, parse_account_ref, parse_as_of
+from arus.ledger.schema import (
+    accounts,
+    balance_snapshots,
+    balances,
+    daily_closes,
+    entries,
+    postings,
+)
 from arus.rules import ACCOUNT_CODE_PATTERN, INT64_MAX
-from arus.schema import accounts, balance_snapshots, balances, daily_closes, entries, postings
 
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
 _CODE_POSITION = re.compile(ACCOUNT_CODE_PATTERN)  # string cursors carry an account code

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 FUNCTIONS = ("post_entry", "query", "relay", "daily_close")
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[3]
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 ZIP_FILE_MODE = 0o100644  # regular file, rw-r--r--
 ZIP_COMPRESS_LEVEL = 9

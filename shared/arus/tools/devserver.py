@@ -13,11 +13,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from arus import migrate
-from arus.ledgers import create_ledger_with_keys
+from arus.admin import migrate
+from arus.admin.ledgers import create_ledger_with_keys
+from arus.ledger.schema import ledgers
 from arus.platform.config import ConfigError, Settings
 from arus.platform.db import get_engine
-from arus.schema import ledgers
 
 log = logging.getLogger("arus.dev")
 DEMO_LEDGER_NAME = "demo"
@@ -48,7 +48,7 @@ def serve(
     """Every function's routes in one threaded WSGI server until interrupted (`arus serve`)."""
     from werkzeug.serving import make_server
 
-    from arus.http import create_app
+    from arus.web.app import create_app
 
     server = make_server(host, port, create_app(settings), threaded=True)
     log.info("serving on http://%s:%d", host, server.server_port)

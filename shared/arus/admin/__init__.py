@@ -1,0 +1,1 @@
+"""Administration: migrations, ledgers and keys (never on the hot path)."""

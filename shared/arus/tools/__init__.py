@@ -1,0 +1,1 @@
+"""Developer and operator tools: the CLI, the local dev server, bundles."""

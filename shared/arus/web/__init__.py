@@ -1,0 +1,1 @@
+"""The web adapter: Flask app, routes, error answers, the function adapters."""

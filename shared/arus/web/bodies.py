@@ -1,0 +1,86 @@
+"""Request and response bodies: strict JSON in, compact JSON out."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from flask import Response, request
+
+from arus.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType, ValidationError
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+JSON_MIMETYPE = "application/json"
+
+
+def json_response(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status=status,
+        mimetype=JSON_MIMETYPE,
+        headers=headers,
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key in JSON object")
+    return result
+
+
+MAX_JSON_DEPTH = 32
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def check_json_values(value: object, *, depth: int = 0, path: str = "body") -> None:
+    """Refuse what PostgreSQL or the encoder cannot store: deep nesting, NUL, lone surrogates."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValidationError(f"{path} is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        if _UNSTORABLE.search(value):
+            raise ValidationError(f"{path} contains a NUL character or a lone surrogate")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_json_values(key, depth=depth + 1, path=f"{path} key")
+            check_json_values(item, depth=depth + 1, path=f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_json_values(item, depth=depth + 1, path=f"{path}[{index}]")
+
+
+def read_json_body(*, required: bool, max_bytes: int | None = None) -> object:
+    """The request's JSON body, strictly: JSON content type, size limit, no NaN or infinite
+    numbers, no duplicate keys, bounded nesting, only text PostgreSQL can store."""
+    raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH: 413 past the limit
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise PayloadTooLarge(f"the request body exceeds the size limit of {max_bytes} bytes")
+    if not raw and not required:
+        return {}
+    if request.mimetype != JSON_MIMETYPE:
+        raise UnsupportedMediaType("send the body as Content-Type: application/json")
+    if not raw:
+        raise InvalidJson("the request body is empty; a JSON object is required")
+    try:
+        body = json.loads(
+            raw,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_no_duplicate_keys,
+        )
+    except (ValueError, RecursionError) as exc:
+        raise InvalidJson(f"the request body is not valid JSON: {exc}") from None
+    check_json_values(body)
+    return body
