@@ -94,7 +94,8 @@ def test_zip_holds_the_entry_point_pins_and_vendored_package(
         for p in package.rglob("*")
         if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
     }
-    migrations = {n for n in expected_arus if re.fullmatch(r"arus/admin/migrations/versions/.+\.py", n)}
+    versions = r"arus/admin/migrations/versions/.+\.py"
+    migrations = {n for n in expected_arus if re.fullmatch(versions, n)}
     assert "arus/admin/migrations/versions/0001_ledger_core.py" in migrations
     for function, result in bundles.items():
         with zipfile.ZipFile(result.zip_path) as archive:
@@ -108,7 +109,8 @@ def test_zip_holds_the_entry_point_pins_and_vendored_package(
             main_py = (REPO / "functions" / function / "main.py").read_bytes()
             assert archive.read("main.py") == main_py
             assert f"def {function}(request)" in main_py.decode()
-            assert archive.read("arus/ledger/gateway.py") == (package / "ledger/gateway.py").read_bytes()
+            gateway = (package / "ledger" / "gateway.py").read_bytes()
+            assert archive.read("arus/ledger/gateway.py") == gateway
             assert (
                 archive.read("requirements.txt")
                 == (result.directory / "requirements.txt").read_bytes()
