@@ -18,13 +18,16 @@ class ArusError(Exception):
     code: ClassVar[str] = "internal"
     status: ClassVar[int] = 500
 
-    def __init__(self, message: str, *, index: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, index: int | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.index = index  # the failing item of an atomic batch
+        self.details = details or {}  # fields a client acts on (period_closed: first_open_date)
 
     def to_json(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        error: dict[str, Any] = {"code": self.code, "message": self.message, **self.details}
         if self.index is not None:
             error["index"] = self.index
         return {"error": error}
@@ -90,6 +93,22 @@ class IdempotencyKeyRequired(ArusError):
     code, status = "idempotency_key_required", 422
 
 
+class EntryNotPending(ArusError):
+    code, status = "entry_not_pending", 409
+
+
+class PendingExpired(ArusError):
+    code, status = "pending_expired", 409
+
+
+class EntryNotPosted(ArusError):
+    code, status = "entry_not_posted", 409
+
+
+class PeriodClosed(ArusError):
+    code, status = "period_closed", 422
+
+
 # Codes the engine or the commands raise, by code; `method_not_allowed` and `internal` are
 # answered by the web layer only.
 BY_CODE: dict[str, type[ArusError]] = {
@@ -109,6 +128,10 @@ BY_CODE: dict[str, type[ArusError]] = {
         InsufficientFunds,
         CurrencyMismatch,
         IdempotencyKeyRequired,
+        EntryNotPending,
+        PendingExpired,
+        EntryNotPosted,
+        PeriodClosed,
     )
 }
 
@@ -133,8 +156,10 @@ def from_database(orig: BaseException) -> ArusError | None:
     fields = orig.args[0] if orig.args and isinstance(orig.args[0], dict) else {}
     hint, message = fields.get("H"), fields.get("M", "")
     if fields.get("C") == "P0001" and hint in BY_CODE:
-        detail = re.fullmatch(r"index=(\d+)", fields.get("D", ""))
-        return BY_CODE[hint](message, index=int(detail.group(1)) if detail else None)
+        # DETAIL carries `name=value` pairs: a batch item's index, fields for the client.
+        detail = dict(re.findall(r"(\w+)=(\S+)", fields.get("D", "")))
+        index = detail.pop("index", None)
+        return BY_CODE[hint](message, index=None if index is None else int(index), details=detail)
     constraint = fields.get("n")
     if constraint in _CONSTRAINTS:
         cls = _CONSTRAINTS[constraint]

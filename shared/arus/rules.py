@@ -36,6 +36,8 @@ MAX_NAME_CHARS = 200
 MAX_METADATA_BYTES = 8 * 1024
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 ACCOUNT_CODE_PATTERN = r"[A-Za-z0-9_.:-]{1,64}"
+MAX_EFFECTIVE_DAYS_AHEAD = 366  # an entry's effective_date, from today (UTC)
+MAX_HOLD_DAYS = 90  # a pending entry's expires_at, from now
 
 # The API's error codes and their HTTP statuses (SPEC §3): the wire contract.
 ERROR_STATUS: dict[str, int] = {
@@ -47,6 +49,9 @@ ERROR_STATUS: dict[str, int] = {
     "idempotency_conflict": 409,
     "already_reversed": 409,
     "duplicate_account_code": 409,
+    "entry_not_pending": 409,
+    "pending_expired": 409,
+    "entry_not_posted": 409,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "validation_error": 422,
@@ -54,6 +59,7 @@ ERROR_STATUS: dict[str, int] = {
     "insufficient_funds": 422,
     "currency_mismatch": 422,
     "idempotency_key_required": 422,
+    "period_closed": 422,
     "internal": 500,
 }
 # HINTs the engine raises that are guards, never an answer: the append-only triggers fire only

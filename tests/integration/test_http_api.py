@@ -170,9 +170,11 @@ def test_post_entry_returns_the_entry(api, ledger, books):
     assert response.status_code == 201, response.get_json()
     entry = response.get_json()
     assert set(entry) == {
-        "id", "ledger_seq", "description", "effective_date", "metadata", "postings",
-        "reverses", "reversed_by", "created_at",
+        "id", "ledger_seq", "status", "description", "effective_date", "metadata", "postings",
+        "reverses", "reversed_by", "posts", "posted_by", "expires_at", "created_at",
     }  # fmt: skip
+    assert entry["status"] == "posted"
+    assert entry["posts"] is entry["posted_by"] is entry["expires_at"] is None
     assert entry["ledger_seq"] == 2 and entry["description"] == "refund"
     assert entry["effective_date"] == "2026-01-31" and entry["metadata"] == {"order": "A-1"}
     assert entry["postings"] == [

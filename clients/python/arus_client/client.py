@@ -83,6 +83,7 @@ REQUEST_ID_HEADERS = ("X-Request-Id", "X-Cloud-Trace-Context")
 
 AccountType = Literal["asset", "expense", "liability", "equity", "revenue"]
 Direction = Literal["debit", "credit"]
+EntryStatus = Literal["posted", "pending", "voided", "expired"]
 T = TypeVar("T")
 
 # --- errors ---------------------------------------------------------------------------------
@@ -121,6 +122,7 @@ class ArusApiError(ArusClientError):
         message: str,
         request_id: str | None = None,
         idempotency_key: str | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
@@ -128,6 +130,8 @@ class ArusApiError(ArusClientError):
         self.message = message
         self.request_id = request_id
         self.idempotency_key = idempotency_key
+        # The error object's other fields (period_closed: first_open_date; a batch: index).
+        self.details: dict[str, Any] = dict(details or {})
 
 
 class UnauthenticatedError(ArusApiError):
@@ -190,6 +194,29 @@ class IdempotencyKeyRequiredError(ArusApiError):
     CODE = "idempotency_key_required"
 
 
+class EntryNotPendingError(ArusApiError):
+    CODE = "entry_not_pending"
+
+
+class PendingExpiredError(ArusApiError):
+    CODE = "pending_expired"
+
+
+class EntryNotPostedError(ArusApiError):
+    CODE = "entry_not_posted"
+
+
+class PeriodClosedError(ArusApiError):
+    """The entry is dated into a closed day; `first_open_date` is the day to post it into."""
+
+    CODE = "period_closed"
+
+    @property
+    def first_open_date(self) -> str | None:
+        value = self.details.get("first_open_date")
+        return None if value is None else str(value)
+
+
 class ServerError(ArusApiError):
     """Any 5xx (after the last retry); the code is the server's, or `http_<status>`."""
 
@@ -216,6 +243,10 @@ ERRORS_BY_CODE: dict[str, type[ArusApiError]] = {
         InsufficientFundsError,
         CurrencyMismatchError,
         IdempotencyKeyRequiredError,
+        EntryNotPendingError,
+        PendingExpiredError,
+        EntryNotPostedError,
+        PeriodClosedError,
         InternalServerError,
     )
 }
@@ -230,9 +261,11 @@ def error_from_response(
         body = response.json()
     except ValueError:
         body = None
+    details: dict[str, Any] = {}
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         code = str(body["error"].get("code") or code)
         message = str(body["error"].get("message") or message)
+        details = {k: v for k, v in body["error"].items() if k not in ("code", "message")}
     request_id = next(
         (response.headers[h] for h in REQUEST_ID_HEADERS if h in response.headers), None
     )
@@ -245,6 +278,7 @@ def error_from_response(
         message=message,
         request_id=request_id,
         idempotency_key=idempotency_key,
+        details=details,
     )
 
 
@@ -264,8 +298,12 @@ class Account:
     currency: str
     allow_negative: bool
     metadata: dict[str, Any]
-    balance: int  # signed in the account's normal direction, minor units
+    balance: int  # signed in the account's normal direction, minor units (posted only)
     created_at: str
+    # Active holds (SPEC §3.2), and the balance less the holds on the side that lowers it.
+    pending_debits: int = 0
+    pending_credits: int = 0
+    available_balance: int = 0
     # True when this object came back from a replayed mutation (Idempotent-Replayed: true).
     replayed: bool = field(default=False, compare=False)
 
@@ -281,6 +319,9 @@ class Account:
             metadata=dict(body.get("metadata") or {}),
             balance=int(body["balance"]),
             created_at=str(body["created_at"]),
+            pending_debits=int(body.get("pending_debits", 0)),
+            pending_credits=int(body.get("pending_credits", 0)),
+            available_balance=int(body.get("available_balance", body["balance"])),
             replayed=replayed,
         )
 
@@ -315,6 +356,10 @@ class Entry:
     reverses: str | None
     reversed_by: str | None
     created_at: str
+    status: EntryStatus = "posted"
+    posts: str | None = None  # the pending entry this entry posts
+    posted_by: str | None = None  # the entry that posted this pending entry
+    expires_at: str | None = None
     replayed: bool = field(default=False, compare=False)
 
     @classmethod
@@ -329,6 +374,10 @@ class Entry:
             reverses=_optional_str(body.get("reverses")),
             reversed_by=_optional_str(body.get("reversed_by")),
             created_at=str(body["created_at"]),
+            status=body.get("status", "posted"),
+            posts=_optional_str(body.get("posts")),
+            posted_by=_optional_str(body.get("posted_by")),
+            expires_at=_optional_str(body.get("expires_at")),
             replayed=replayed,
         )
 
@@ -515,6 +564,15 @@ def _retry_after_s(response: httpx.Response) -> float | None:
 
 def new_idempotency_key() -> str:
     return f"arus-py-{uuid.uuid4().hex}"
+
+
+def _instant(value: dt.datetime | str) -> str:
+    """An RFC 3339 instant; a datetime must carry its time zone."""
+    if isinstance(value, str):
+        return value
+    if value.tzinfo is None:
+        raise ValueError("expires_at must be timezone-aware")
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _date(value: dt.date | str | None) -> str | None:
@@ -717,10 +775,18 @@ class ArusClient:
         description: str | None = None,
         effective_date: dt.date | str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        pending: bool = False,
+        expires_at: dt.datetime | str | None = None,
     ) -> Entry:
         """Post a balanced entry. Pass your own idempotency key to make the call safe to repeat
-        across processes (a retry inside this call always reuses the key, given or generated)."""
+        across processes (a retry inside this call always reuses the key, given or generated).
+        `pending=True` reserves the funds instead (a hold, SPEC §3.2): post it or void it later;
+        with `expires_at` it stops holding them at that instant."""
         body: dict[str, Any] = {"postings": [p.to_json() for p in postings]}
+        if pending:
+            body["status"] = "pending"
+        if expires_at is not None:
+            body["expires_at"] = _instant(expires_at)
         if description is not None:
             body["description"] = description
         if effective_date is not None:
@@ -753,6 +819,33 @@ class ArusClient:
             "POST",
             f"/v1/entries/{_segment(entry_id)}/reverse",
             body=body,
+            idempotency_key=idempotency_key or new_idempotency_key(),
+        )
+        return Entry.from_json(response.json(), replayed=_replayed(response))
+
+    def post_pending(
+        self,
+        entry_id: str,
+        *,
+        idempotency_key: str | None = None,
+        description: str | None = None,
+    ) -> Entry:
+        """Capture a hold: returns the new posted entry (its `posts` is entry_id)."""
+        body: dict[str, Any] = {} if description is None else {"description": description}
+        response = self._request(
+            "POST",
+            f"/v1/entries/{_segment(entry_id)}/post",
+            body=body,
+            idempotency_key=idempotency_key or new_idempotency_key(),
+        )
+        return Entry.from_json(response.json(), replayed=_replayed(response))
+
+    def void_pending(self, entry_id: str, *, idempotency_key: str | None = None) -> Entry:
+        """Release a hold: returns the pending entry, now `voided`."""
+        response = self._request(
+            "POST",
+            f"/v1/entries/{_segment(entry_id)}/void",
+            body={},
             idempotency_key=idempotency_key or new_idempotency_key(),
         )
         return Entry.from_json(response.json(), replayed=_replayed(response))

@@ -8,8 +8,9 @@ BEGIN
         USING ERRCODE = 'P0001', HINT = 'append_only';
 END $$;
 
--- At commit, every new entry must have 2..100 postings balancing per currency: a second,
--- independent check behind the engine (django-hordak's deferred constraint trigger).
+-- At commit, every new entry must have 2..100 postings (pending postings, for a pending
+-- entry) balancing per currency: a second, independent check behind the engine
+-- (django-hordak's deferred constraint trigger).
 CREATE OR REPLACE FUNCTION arus_check_entry_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     v_count bigint;
@@ -21,7 +22,11 @@ BEGIN
         SELECT currency, count(*) AS n,
                sum(CASE direction WHEN 'debit' THEN amount::numeric ELSE -amount::numeric END)
                    AS net
-        FROM postings WHERE entry_id = NEW.id GROUP BY currency
+        FROM (SELECT currency, direction, amount FROM postings WHERE entry_id = NEW.id
+              UNION ALL
+              SELECT currency, direction, amount FROM pending_postings
+              WHERE entry_id = NEW.id) lines
+        GROUP BY currency
     ) per_currency;
     IF v_count < 2 OR v_count > 100 THEN
         RAISE EXCEPTION 'entry % has % postings; 2 to 100 are required', NEW.id, v_count

@@ -52,9 +52,15 @@ END $$;
 
 -- The core: writes the entries of p_items in request order, each judged exactly like a single
 -- entry on the balances the items before it left. p_items is a JSON array of
---   {key, fingerprint, description, effective_date, metadata, reverses,
---    lines: [{account_id | account_code, direction, amount, currency?}]}
+--   {key, fingerprint, description, effective_date, metadata, reverses, posts,
+--    pending, expires_at, lines: [{account_id | account_code, direction, amount, currency?}]}
 -- already shape-checked by the Python commands. p_claimed: the caller has claimed the keys.
+--
+-- Holds (SPEC §3.2): a pending item moves no balance; its lines reserve funds as holds and
+-- add to the account's pending_debits or pending_credits. An item that `posts` a pending entry
+-- moves the balances and releases that entry's holds. Overdraft is judged on the available
+-- balance, `balance` minus the active holds on the side that lowers it, for every item; a hold
+-- past its expires_at is not active from that instant, whether or not the sweep has run.
 -- p_atomic: the first failing item raises (nothing is written); otherwise a failing item only
 -- releases its claim. Returns {"results": [...]}, one result per item in request order.
 CREATE OR REPLACE FUNCTION arus_write_entries(
@@ -94,6 +100,19 @@ DECLARE
     v_upd_ids uuid[];
     v_upd_balances bigint[];
     v_upd_counts int[];
+    v_upd_pending_debits bigint[];
+    v_upd_pending_credits bigint[];
+    -- Per line, for holds: the item is pending; the item posts a pending entry (releases it).
+    v_pending boolean[]; v_release boolean[];
+    v_lower_start numeric[];   -- the account's active holds on the lowering side, at the start
+    v_lower_delta numeric[];   -- what the line adds to them
+    v_hold_start numeric[];    -- the account's pending total on the line's side, materialized
+    v_hold_delta numeric[];    -- what the line adds to it
+    v_expired_lower numeric[]; -- the account's expired, not yet swept holds, lowering side
+    v_judged_at constant timestamptz := clock_timestamp();
+    v_today date;
+    v_min_date date;
+    v_last_close date;
     v_entry_ids uuid[];
     v_postings json[];
     v_bodies json[];
@@ -155,11 +174,25 @@ BEGIN
            array_agg(p.value ->> 'account_code' ORDER BY i.ord, p.ord),
            array_agg(p.value ->> 'currency' ORDER BY i.ord, p.ord),
            array_agg(p.value ->> 'direction' ORDER BY i.ord, p.ord),
-           array_agg((p.value ->> 'amount')::bigint ORDER BY i.ord, p.ord)
-    INTO v_item, v_pos, v_account, v_code, v_want, v_direction, v_amount
+           array_agg((p.value ->> 'amount')::bigint ORDER BY i.ord, p.ord),
+           array_agg(coalesce((i.value ->> 'pending')::boolean, false) ORDER BY i.ord, p.ord),
+           array_agg(i.value ->> 'posts' IS NOT NULL ORDER BY i.ord, p.ord),
+           min((i.value ->> 'effective_date')::date)
+    INTO v_item, v_pos, v_account, v_code, v_want, v_direction, v_amount, v_pending, v_release,
+         v_min_date
     FROM jsonb_array_elements(p_items) WITH ORDINALITY AS i (value, ord),
          jsonb_array_elements(i.value -> 'lines') WITH ORDINALITY AS p (value, ord)
     WHERE v_new[i.ord];
+
+    -- Closed days (SPEC §3.3): an entry dated on or before the ledger's last close is refused.
+    -- Only a day that is over can be closed, so entries dated today or later skip the lookup;
+    -- a back-dated call takes the ledger's close lock shared, and a close takes it exclusive:
+    -- a close never runs between this check and this call's commit.
+    v_today := (v_judged_at AT TIME ZONE 'UTC')::date;
+    IF v_min_date < v_today THEN
+        PERFORM pg_advisory_xact_lock_shared(hashtextextended('arus-close:' || p_ledger, 0));
+        SELECT max(close_date) INTO v_last_close FROM daily_closes WHERE ledger_id = p_ledger;
+    END IF;
 
     -- 3. Resolve every line and lock its balance row, ascending account id, in one statement.
     --    A line naming no account of this ledger is simply absent from the result.
@@ -170,17 +203,41 @@ BEGIN
            array_agg(r.want ORDER BY r.item, r.pos),
            array_agg(r.direction ORDER BY r.item, r.pos),
            array_agg(r.amount ORDER BY r.item, r.pos),
-           array_agg(CASE WHEN r.direction = r.normal_side THEN r.amount::numeric
+           -- What the line moves the posted balance by: nothing for a pending line.
+           array_agg(CASE WHEN r.pending THEN 0
+                          WHEN r.direction = r.normal_side THEN r.amount::numeric
                           ELSE -r.amount::numeric END ORDER BY r.item, r.pos),
            array_agg(r.balance ORDER BY r.item, r.pos),
-           array_agg(r.allow_negative ORDER BY r.item, r.pos)
+           array_agg(r.allow_negative ORDER BY r.item, r.pos),
+           array_agg(r.pending ORDER BY r.item, r.pos),
+           array_agg(r.release ORDER BY r.item, r.pos),
+           array_agg(CASE r.normal_side WHEN 'debit' THEN r.pending_credits ELSE r.pending_debits
+                     END - r.expired_lower ORDER BY r.item, r.pos),
+           array_agg(CASE WHEN r.direction = r.normal_side THEN 0
+                          WHEN r.pending THEN r.amount::numeric
+                          WHEN r.release THEN -r.amount::numeric ELSE 0 END
+                     ORDER BY r.item, r.pos),
+           array_agg(CASE r.direction WHEN 'debit' THEN r.pending_debits ELSE r.pending_credits
+                     END ORDER BY r.item, r.pos),
+           array_agg(CASE WHEN r.pending THEN r.amount::numeric
+                          WHEN r.release THEN -r.amount::numeric ELSE 0 END
+                     ORDER BY r.item, r.pos),
+           array_agg(r.expired_lower ORDER BY r.item, r.pos)
     INTO v_item, v_pos, v_account, v_code, v_currency, v_want, v_direction, v_amount, v_delta,
-         v_start, v_negative
+         v_start, v_negative, v_pending, v_release, v_lower_start, v_lower_delta,
+         v_hold_start, v_hold_delta, v_expired_lower
     FROM (
         SELECT l.item, l.pos, b.account_id, a.code, a.currency, l.want, l.direction, l.amount,
-               b.normal_side, b.balance, b.allow_negative
-        FROM unnest(v_item, v_pos, v_account, v_code, v_want, v_direction, v_amount)
-             AS l (item, pos, account_id, account_code, want, direction, amount)
+               b.normal_side, b.balance, b.allow_negative, l.pending, l.release,
+               b.pending_debits, b.pending_credits,
+               -- Holds past their instant that the sweep has not tidied yet: not active.
+               (SELECT coalesce(sum(h.amount), 0) FROM holds h
+                WHERE h.account_id = b.account_id AND h.expires_at <= v_judged_at
+                  AND h.direction <> b.normal_side) AS expired_lower
+        FROM unnest(v_item, v_pos, v_account, v_code, v_want, v_direction, v_amount, v_pending,
+                    v_release)
+             AS l (item, pos, account_id, account_code, want, direction, amount, pending,
+                   release)
         -- One index lookup per line: by id, or by (ledger, code) for a line naming a code.
         JOIN accounts a ON a.ledger_id = p_ledger AND a.id = coalesce(l.account_id, (
             SELECT c.id FROM accounts c WHERE c.ledger_id = p_ledger AND c.code = l.account_code))
@@ -201,22 +258,33 @@ BEGIN
     --    exactly as before. The common call, where nothing fails, never reaches step 5.
     WITH l AS (
         SELECT * FROM unnest(v_item, v_pos, v_account, v_currency, v_want, v_direction,
-                             v_amount, v_delta, v_start, v_negative)
+                             v_amount, v_delta, v_start, v_negative, v_lower_start,
+                             v_lower_delta, v_hold_start, v_hold_delta)
             AS l (item, pos, account_id, currency, want, direction, amount, delta, start,
-                  negative)
+                  negative, lower_start, lower_delta, hold_start, hold_delta)
     ), running AS (
         SELECT l.item, l.currency, l.want, l.negative,
-               l.start + sum(l.delta) OVER (PARTITION BY l.account_id ORDER BY l.item, l.pos)
-                   AS after,
+               l.start + sum(l.delta) OVER w AS after,
+               l.lower_start + sum(l.lower_delta) OVER w AS lower_after,
+               l.hold_start + sum(l.hold_delta) OVER (PARTITION BY l.account_id, l.direction
+                                                      ORDER BY l.item, l.pos) AS hold_after,
                row_number() OVER (PARTITION BY l.account_id, l.item ORDER BY l.pos DESC) AS rn
         FROM l
+        WINDOW w AS (PARTITION BY l.account_id ORDER BY l.item, l.pos)
     )
     SELECT min(bad.item) INTO v_first_bad
     FROM (
         SELECT item FROM running
         WHERE (want IS NOT NULL AND want <> currency)
            OR after NOT BETWEEN c_int64_min AND c_int64_max
-           OR (rn = 1 AND NOT negative AND after < 0)
+           OR hold_after > c_int64_max
+           OR (rn = 1 AND NOT negative AND after - lower_after < 0)
+        UNION ALL
+        -- Dated into a closed day, or a hold that would expire before it is written.
+        SELECT g.item FROM generate_series(1, v_n) AS g (item)
+        WHERE v_new[g.item]
+          AND ((p_items -> (g.item - 1) ->> 'effective_date')::date <= v_last_close
+               OR (p_items -> (g.item - 1) ->> 'expires_at')::timestamptz <= v_judged_at)
         UNION ALL
         SELECT item FROM l GROUP BY item, currency
         HAVING coalesce(sum(amount) FILTER (WHERE direction = 'debit'), 0)
@@ -235,11 +303,18 @@ BEGIN
     IF v_prefix > 0 THEN
         UPDATE balances b
         SET balance = u.after, posting_count = b.posting_count + u.n,
+            pending_debits = b.pending_debits + u.pending_debits,
+            pending_credits = b.pending_credits + u.pending_credits,
             updated_at = clock_timestamp()
         FROM (
             SELECT l.account_id, (min(l.start) + sum(l.delta))::bigint AS after,
-                   count(*)::int AS n
-            FROM unnest(v_item, v_account, v_delta, v_start) AS l (item, account_id, delta, start)
+                   (count(*) FILTER (WHERE NOT l.pending))::int AS n,
+                   coalesce(sum(l.hold_delta) FILTER (WHERE l.direction = 'debit'), 0)::bigint
+                       AS pending_debits,
+                   coalesce(sum(l.hold_delta) FILTER (WHERE l.direction = 'credit'), 0)::bigint
+                       AS pending_credits
+            FROM unnest(v_item, v_account, v_delta, v_start, v_pending, v_direction, v_hold_delta)
+                 AS l (item, account_id, delta, start, pending, direction, hold_delta)
             WHERE l.item <= v_prefix
             GROUP BY l.account_id
         ) u
@@ -278,7 +353,16 @@ BEGIN
                     v_want[v_lo:v_hi]) AS l (pos, code, currency, want)
         WHERE l.want IS NOT NULL AND l.want <> l.currency
         ORDER BY l.pos LIMIT 1;
-        IF v_missing IS NOT NULL AND (v_mismatch.pos IS NULL OR v_missing < v_mismatch.pos) THEN
+        IF (p_items -> (i - 1) ->> 'effective_date')::date <= v_last_close THEN
+            v_fail_code := 'period_closed';
+            v_fail_message := format(
+                'effective_date %s is in a closed period: the ledger is closed through %s',
+                p_items -> (i - 1) ->> 'effective_date', v_last_close);
+        ELSIF (p_items -> (i - 1) ->> 'expires_at')::timestamptz <= v_judged_at THEN
+            v_fail_code := 'validation_error';
+            v_fail_message := 'expires_at must be in the future';
+        ELSIF v_missing IS NOT NULL
+              AND (v_mismatch.pos IS NULL OR v_missing < v_mismatch.pos) THEN
             v_fail_code := 'validation_error';
             v_fail_message := format('postings[%s].account: no such account %s', v_missing - 1,
                 coalesce(p_items -> (i - 1) -> 'lines' -> (v_missing - 1) ->> 'account_id',
@@ -294,8 +378,11 @@ BEGIN
                 SELECT * FROM unnest(v_pos[v_lo:v_hi], v_account[v_lo:v_hi],
                                      v_code[v_lo:v_hi], v_currency[v_lo:v_hi],
                                      v_direction[v_lo:v_hi], v_amount[v_lo:v_hi],
-                                     v_delta[v_lo:v_hi], v_negative[v_lo:v_hi])
-                    AS l (pos, account_id, code, currency, direction, amount, delta, negative)
+                                     v_delta[v_lo:v_hi], v_negative[v_lo:v_hi],
+                                     v_pending[v_lo:v_hi], v_lower_delta[v_lo:v_hi],
+                                     v_hold_delta[v_lo:v_hi], v_expired_lower[v_lo:v_hi])
+                    AS l (pos, account_id, code, currency, direction, amount, delta, negative,
+                          pending, lower_delta, hold_delta, expired_lower)
             ), totals AS (
                 SELECT currency,
                        coalesce(sum(amount) FILTER (WHERE direction = 'debit'), 0) AS debits,
@@ -304,7 +391,19 @@ BEGIN
             ), running AS (
                 SELECT l.pos, l.account_id, l.code, l.negative,
                        b.balance + sum(l.delta) OVER w AS after,
-                       count(*) OVER (PARTITION BY l.account_id) AS n,
+                       CASE b.normal_side WHEN 'debit' THEN b.pending_credits
+                                          ELSE b.pending_debits END
+                           - l.expired_lower + sum(l.lower_delta) OVER w AS lower_after,
+                       CASE l.direction WHEN 'debit' THEN b.pending_debits
+                                        ELSE b.pending_credits END
+                           + sum(l.hold_delta) OVER (PARTITION BY l.account_id, l.direction
+                                                     ORDER BY l.pos) AS hold_after,
+                       count(*) FILTER (WHERE NOT l.pending)
+                           OVER (PARTITION BY l.account_id) AS n,
+                       coalesce(sum(l.hold_delta) FILTER (WHERE l.direction = 'debit')
+                           OVER (PARTITION BY l.account_id), 0) AS pending_debits,
+                       coalesce(sum(l.hold_delta) FILTER (WHERE l.direction = 'credit')
+                           OVER (PARTITION BY l.account_id), 0) AS pending_credits,
                        row_number() OVER (PARTITION BY l.account_id ORDER BY l.pos DESC) AS rn
                 FROM l JOIN balances b ON b.account_id = l.account_id
                 WINDOW w AS (PARTITION BY l.account_id ORDER BY l.pos)
@@ -315,19 +414,26 @@ BEGIN
                  FROM totals WHERE debits <> credits),
                 (SELECT string_agg(currency, ', ' ORDER BY currency) FROM totals
                  WHERE debits > c_int64_max * 2),
-                (SELECT code FROM running WHERE after NOT BETWEEN c_int64_min AND c_int64_max
+                (SELECT code FROM running
+                 WHERE after NOT BETWEEN c_int64_min AND c_int64_max OR hold_after > c_int64_max
                  ORDER BY pos LIMIT 1),
-                (SELECT format('account %s has insufficient funds: the entry would take it to %s',
-                               code, after)
-                 FROM running WHERE rn = 1 AND NOT negative AND after < 0
+                (SELECT format('account %s has insufficient funds: the entry would take its '
+                               'available balance to %s', code, after - lower_after)
+                 FROM running WHERE rn = 1 AND NOT negative AND after - lower_after < 0
                  ORDER BY account_id LIMIT 1),
                 (SELECT array_agg(account_id ORDER BY account_id) FROM running WHERE rn = 1),
                 (SELECT array_agg(CASE WHEN after BETWEEN c_int64_min AND c_int64_max
                                        THEN after::bigint END ORDER BY account_id)
                  FROM running WHERE rn = 1),
-                (SELECT array_agg(n::int ORDER BY account_id) FROM running WHERE rn = 1)
+                (SELECT array_agg(n::int ORDER BY account_id) FROM running WHERE rn = 1),
+                (SELECT array_agg(CASE WHEN pending_debits BETWEEN c_int64_min AND c_int64_max
+                                       THEN pending_debits::bigint END ORDER BY account_id)
+                 FROM running WHERE rn = 1),
+                (SELECT array_agg(CASE WHEN pending_credits BETWEEN c_int64_min AND c_int64_max
+                                       THEN pending_credits::bigint END ORDER BY account_id)
+                 FROM running WHERE rn = 1)
             INTO v_unbalanced, v_too_large, v_overflow, v_overdraft, v_upd_ids,
-                 v_upd_balances, v_upd_counts;
+                 v_upd_balances, v_upd_counts, v_upd_pending_debits, v_upd_pending_credits;
             IF v_unbalanced IS NOT NULL THEN
                 v_fail_code := 'unbalanced_entry';
                 v_fail_message := 'debits and credits differ: ' || v_unbalanced;
@@ -348,16 +454,28 @@ BEGIN
         IF v_fail_code IS NOT NULL THEN
             IF p_atomic THEN
                 RAISE EXCEPTION '%', v_fail_message
-                    USING ERRCODE = 'P0001', HINT = v_fail_code, DETAIL = format('index=%s', i - 1);
+                    USING ERRCODE = 'P0001', HINT = v_fail_code,
+                          DETAIL = format('index=%s', i - 1) || CASE v_fail_code
+                              WHEN 'period_closed' THEN
+                                  ' first_open_date=' || to_char(v_last_close + 1, 'YYYY-MM-DD')
+                              ELSE '' END;
             END IF;
             v_results[i] := json_build_object('status', 422, 'error',
-                json_build_object('code', v_fail_code, 'message', v_fail_message));
+                CASE v_fail_code
+                    WHEN 'period_closed' THEN json_build_object(
+                        'code', v_fail_code, 'message', v_fail_message,
+                        'first_open_date', to_char(v_last_close + 1, 'YYYY-MM-DD'))
+                    ELSE json_build_object('code', v_fail_code, 'message', v_fail_message) END);
             v_released := v_released || (p_items -> (i - 1) ->> 'key');
         ELSE
             UPDATE balances b
             SET balance = u.balance, posting_count = b.posting_count + u.n,
+                pending_debits = b.pending_debits + u.pending_debits,
+                pending_credits = b.pending_credits + u.pending_credits,
                 updated_at = clock_timestamp()
-            FROM unnest(v_upd_ids, v_upd_balances, v_upd_counts) AS u (account_id, balance, n)
+            FROM unnest(v_upd_ids, v_upd_balances, v_upd_counts, v_upd_pending_debits,
+                        v_upd_pending_credits)
+                 AS u (account_id, balance, n, pending_debits, pending_credits)
             WHERE b.account_id = u.account_id;
             v_written := v_written || i;
         END IF;
@@ -392,39 +510,69 @@ BEGIN
     v_now := clock_timestamp();
 
     INSERT INTO entries (id, ledger_id, ledger_seq, description, effective_date, metadata,
-                         reverses, idempotency_key, created_at)
+                         reverses, posts, pending, expires_at, idempotency_key, created_at)
     SELECT w.id, p_ledger, v_seq + w.rank, it ->> 'description',
            (it ->> 'effective_date')::date, coalesce(it -> 'metadata', '{}'::jsonb),
-           (it ->> 'reverses')::uuid, it ->> 'key', v_now
+           (it ->> 'reverses')::uuid, (it ->> 'posts')::uuid,
+           coalesce((it ->> 'pending')::boolean, false), (it ->> 'expires_at')::timestamptz,
+           it ->> 'key', v_now
     FROM unnest(v_written, v_entry_ids) WITH ORDINALITY AS w (item, id, rank),
          LATERAL (SELECT p_items -> (w.item - 1) AS it) x;
 
-    INSERT INTO postings (entry_id, ledger_id, account_id, position, direction, amount,
-                          currency, balance_after)
-    SELECT v_entry_ids[w.rank], p_ledger, l.account_id, l.pos, l.direction, l.amount,
-           l.currency,
-           (l.start + sum(l.delta) OVER (PARTITION BY l.account_id ORDER BY l.item, l.pos))::bigint
-    FROM unnest(v_item, v_pos, v_account, v_direction, v_amount, v_currency, v_delta, v_start)
-         AS l (item, pos, account_id, direction, amount, currency, delta, start)
-    JOIN unnest(v_written) WITH ORDINALITY AS w (item, rank) ON w.item = l.item;
+    -- Posted lines become postings, with the balance right after each (pending lines move no
+    -- balance, so the running sum over every line is the posted one); pending lines become
+    -- pending postings and holds.
+    WITH lines AS (
+        SELECT v_entry_ids[w.rank] AS entry_id, l.account_id, l.pos, l.direction, l.amount,
+               l.currency, l.pending,
+               (l.start + sum(l.delta) OVER (PARTITION BY l.account_id
+                                             ORDER BY l.item, l.pos))::bigint AS balance_after
+        FROM unnest(v_item, v_pos, v_account, v_direction, v_amount, v_currency, v_delta,
+                    v_start, v_pending)
+             AS l (item, pos, account_id, direction, amount, currency, delta, start, pending)
+        JOIN unnest(v_written) WITH ORDINALITY AS w (item, rank) ON w.item = l.item
+    ), posted AS (
+        INSERT INTO postings (entry_id, ledger_id, account_id, position, direction, amount,
+                              currency, balance_after, created_at)
+        SELECT entry_id, p_ledger, account_id, pos, direction, amount, currency, balance_after,
+               v_now
+        FROM lines WHERE NOT pending
+    ), reserved AS (
+        INSERT INTO pending_postings (entry_id, ledger_id, account_id, position, direction,
+                                      amount, currency)
+        SELECT entry_id, p_ledger, account_id, pos, direction, amount, currency
+        FROM lines WHERE pending
+        RETURNING entry_id, position, account_id, direction, amount
+    )
+    INSERT INTO holds (entry_id, position, ledger_id, account_id, direction, amount, expires_at)
+    SELECT r.entry_id, r.position, p_ledger, r.account_id, r.direction, r.amount,
+           (p_items -> (w.item - 1) ->> 'expires_at')::timestamptz
+    FROM reserved r
+    JOIN unnest(v_written, v_entry_ids) AS w (item, id) ON w.id = r.entry_id;
 
     WITH bodies AS (
         SELECT w.item, v_seq + w.rank AS seq, it ->> 'key' AS key,
+               CASE WHEN (it ->> 'pending')::boolean THEN 'entry.pending'
+                    ELSE 'entry.committed' END AS event_type,
                json_build_object(
                    'id', v_entry_ids[w.rank], 'ledger_seq', v_seq + w.rank,
+                   'status', CASE WHEN (it ->> 'pending')::boolean THEN 'pending'
+                                  ELSE 'posted' END,
                    'description', it ->> 'description',
                    'effective_date', it ->> 'effective_date',
                    'metadata', coalesce(it -> 'metadata', '{}'::jsonb),
                    'postings', v_postings[w.rank], 'reverses', it ->> 'reverses',
-                   'reversed_by', NULL, 'created_at', arus_timestamp(v_now)) AS body
+                   'reversed_by', NULL, 'posts', it ->> 'posts', 'posted_by', NULL,
+                   'expires_at', arus_timestamp((it ->> 'expires_at')::timestamptz),
+                   'created_at', arus_timestamp(v_now)) AS body
         FROM unnest(v_written) WITH ORDINALITY AS w (item, rank),
              LATERAL (SELECT p_items -> (w.item - 1) AS it) x
     ), events AS (
         INSERT INTO outbox_events (event_id, ledger_id, event_type, ledger_seq, occurred_at,
                                    envelope)
-        SELECT e.event_id, p_ledger, 'entry.committed', b.seq, v_now,
+        SELECT e.event_id, p_ledger, b.event_type, b.seq, v_now,
                json_build_object(
-                   'event_id', e.event_id, 'event_type', 'entry.committed',
+                   'event_id', e.event_id, 'event_type', b.event_type,
                    'ledger_id', p_ledger, 'ledger_seq', b.seq,
                    'occurred_at', arus_timestamp(v_now), 'data', b.body)
         FROM bodies b CROSS JOIN LATERAL (SELECT gen_random_uuid() AS event_id, b.seq) e
@@ -480,6 +628,7 @@ DECLARE
     v_ledger uuid := arus_authorize(p_key_id, p_secret_hash, 'write');
     v_replay json;
     v_seq bigint;
+    v_pending boolean;
     v_lines jsonb;
     v_result json;
 BEGIN
@@ -487,9 +636,15 @@ BEGIN
     IF v_replay IS NOT NULL THEN
         RETURN v_replay;
     END IF;
-    SELECT ledger_seq INTO v_seq FROM entries WHERE ledger_id = v_ledger AND id = p_entry_id;
+    SELECT ledger_seq, pending INTO v_seq, v_pending
+    FROM entries WHERE ledger_id = v_ledger AND id = p_entry_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no entry %', p_entry_id USING ERRCODE = 'P0001', HINT = 'not_found';
+    END IF;
+    IF v_pending THEN
+        RAISE EXCEPTION 'entry % is a pending entry: only posted entries are reversed (post or '
+                        'void it instead)', p_entry_id
+            USING ERRCODE = 'P0001', HINT = 'entry_not_posted';
     END IF;
     -- Reversals of one entry queue here, before any balance lock, so the loser of a race sees
     -- the winner's reversal (already_reversed) instead of the balances it moved. Always taken
@@ -553,4 +708,158 @@ BEGIN
         WHERE ledger_id = v_ledger AND key = p_idempotency_key;
     END IF;
     RETURN json_build_object('status', 201, 'body', v_body, 'replayed', false);
+END $$;
+
+-- A pending entry's outcome, claimed exactly once: the primary key of pending_outcomes decides
+-- between a post, a void and the expiry sweep racing for the same entry (the loser waits on
+-- the winner's row, then finds it). Raises what a post or void of this entry must answer
+-- when it cannot have it: not_found, entry_not_pending or pending_expired.
+CREATE OR REPLACE FUNCTION arus_claim_outcome(p_ledger uuid, p_entry_id uuid, p_outcome text)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_entry record;
+    v_outcome text;
+BEGIN
+    SELECT ledger_seq, pending, expires_at INTO v_entry
+    FROM entries WHERE ledger_id = p_ledger AND id = p_entry_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no entry %', p_entry_id USING ERRCODE = 'P0001', HINT = 'not_found';
+    END IF;
+    IF NOT v_entry.pending THEN
+        RAISE EXCEPTION 'entry % is not pending: it is a posted entry', p_entry_id
+            USING ERRCODE = 'P0001', HINT = 'entry_not_pending';
+    END IF;
+    IF v_entry.expires_at <= clock_timestamp() THEN
+        v_outcome := 'expired';
+    ELSE
+        INSERT INTO pending_outcomes (entry_id, ledger_id, outcome)
+        VALUES (p_entry_id, p_ledger, p_outcome)
+        ON CONFLICT (entry_id) DO NOTHING;
+        IF FOUND THEN
+            RETURN v_entry.ledger_seq;
+        END IF;
+        -- A new statement sees the outcome we waited for.
+        SELECT outcome INTO STRICT v_outcome FROM pending_outcomes WHERE entry_id = p_entry_id;
+    END IF;
+    IF v_outcome = 'expired' THEN
+        RAISE EXCEPTION 'entry % expired at %', p_entry_id, arus_timestamp(v_entry.expires_at)
+            USING ERRCODE = 'P0001', HINT = 'pending_expired';
+    END IF;
+    RAISE EXCEPTION 'entry % is not pending: it is %', p_entry_id, v_outcome
+        USING ERRCODE = 'P0001', HINT = 'entry_not_pending';
+END $$;
+
+-- Gives back the holds of resolved pending entries: their accounts' rows locked in ascending
+-- account id (the engine's lock order), pending totals lowered, the holds deleted.
+CREATE OR REPLACE FUNCTION arus_release_holds(p_entries uuid[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM balances
+    WHERE account_id IN (SELECT account_id FROM holds WHERE entry_id = ANY (p_entries))
+    ORDER BY account_id
+    FOR UPDATE;
+    UPDATE balances b
+    SET pending_debits = b.pending_debits - h.debits,
+        pending_credits = b.pending_credits - h.credits,
+        updated_at = clock_timestamp()
+    FROM (
+        SELECT account_id,
+               coalesce(sum(amount) FILTER (WHERE direction = 'debit'), 0) AS debits,
+               coalesce(sum(amount) FILTER (WHERE direction = 'credit'), 0) AS credits
+        FROM holds WHERE entry_id = ANY (p_entries) GROUP BY account_id
+    ) h
+    WHERE b.account_id = h.account_id;
+    DELETE FROM holds WHERE entry_id = ANY (p_entries);
+END $$;
+
+-- POST /v1/entries/{id}/post: a new posted entry with the pending entry's postings and
+-- `posts: <id>`; it moves the balances and releases the holds, so it cannot fail for funds.
+CREATE OR REPLACE FUNCTION arus_post_pending(
+    p_key_id text, p_secret_hash bytea, p_idempotency_key text, p_fingerprint text,
+    p_entry_id uuid, p_description text, p_effective_date date
+) RETURNS json LANGUAGE plpgsql AS $$
+DECLARE
+    v_ledger uuid := arus_authorize(p_key_id, p_secret_hash, 'write');
+    v_replay json;
+    v_seq bigint;
+    v_lines jsonb;
+    v_result json;
+BEGIN
+    v_replay := arus_claim_idempotency_key(v_ledger, p_idempotency_key, p_fingerprint);
+    IF v_replay IS NOT NULL THEN
+        RETURN v_replay;
+    END IF;
+    v_seq := arus_claim_outcome(v_ledger, p_entry_id, 'posted');
+    SELECT jsonb_agg(jsonb_build_object('account_id', account_id, 'direction', direction,
+                                        'amount', amount) ORDER BY position)
+    INTO v_lines
+    FROM pending_postings WHERE entry_id = p_entry_id;
+    v_result := arus_write_entries(v_ledger, jsonb_build_array(jsonb_build_object(
+            'key', p_idempotency_key, 'fingerprint', p_fingerprint,
+            'description', coalesce(p_description, format('Posting of entry %s', v_seq)),
+            'effective_date', p_effective_date, 'metadata', '{}'::jsonb,
+            'posts', p_entry_id, 'lines', v_lines)),
+        true, true) -> 'results' -> 0;
+    DELETE FROM holds WHERE entry_id = p_entry_id;
+    RETURN json_build_object('status', (v_result ->> 'status')::int,
+                             'body', v_result -> 'entry', 'replayed', false);
+END $$;
+
+-- POST /v1/entries/{id}/void: the pending entry, now voided; its holds are released.
+CREATE OR REPLACE FUNCTION arus_void_pending(
+    p_key_id text, p_secret_hash bytea, p_idempotency_key text, p_fingerprint text,
+    p_entry_id uuid
+) RETURNS json LANGUAGE plpgsql AS $$
+DECLARE
+    v_ledger uuid := arus_authorize(p_key_id, p_secret_hash, 'write');
+    v_replay json;
+    v_seq bigint;
+    v_body json;
+BEGIN
+    v_replay := arus_claim_idempotency_key(v_ledger, p_idempotency_key, p_fingerprint);
+    IF v_replay IS NOT NULL THEN
+        RETURN v_replay;
+    END IF;
+    v_seq := arus_claim_outcome(v_ledger, p_entry_id, 'voided');
+    PERFORM arus_release_holds(ARRAY[p_entry_id]);
+    v_body := arus_entry_json(p_entry_id);
+    PERFORM arus_enqueue_event(v_ledger, 'entry.voided', v_seq, clock_timestamp(), v_body);
+    UPDATE idempotency_keys SET status_code = 200, response = v_body
+    WHERE ledger_id = v_ledger AND key = p_idempotency_key;
+    RETURN json_build_object('status', 200, 'body', v_body, 'replayed', false);
+END $$;
+
+-- The sweep: records the outcome of up to p_limit pending entries past their expires_at,
+-- releases their holds and emits `entry.voided` for each (status "expired"). Tidying only:
+-- an expired hold stopped counting at its instant. Returns how many entries it expired.
+CREATE OR REPLACE FUNCTION arus_expire_holds(p_limit int) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_expired uuid[];
+    v_event record;
+BEGIN
+    ASSERT p_limit BETWEEN 1 AND 10000, 'a sweep expires 1..10000 entries';
+    WITH due AS (
+        SELECT DISTINCT entry_id, ledger_id FROM holds
+        WHERE expires_at <= clock_timestamp()
+        ORDER BY entry_id LIMIT p_limit
+    ), claimed AS (
+        INSERT INTO pending_outcomes (entry_id, ledger_id, outcome)
+        SELECT entry_id, ledger_id, 'expired' FROM due ORDER BY entry_id
+        ON CONFLICT (entry_id) DO NOTHING
+        RETURNING entry_id
+    )
+    SELECT coalesce(array_agg(entry_id ORDER BY entry_id), '{}') INTO v_expired FROM claimed;
+    IF cardinality(v_expired) = 0 THEN
+        RETURN 0;
+    END IF;
+    PERFORM arus_release_holds(v_expired);
+    FOR v_event IN
+        SELECT e.ledger_id, e.ledger_seq, arus_entry_json(e.id) AS body
+        FROM entries e WHERE e.id = ANY (v_expired) ORDER BY e.ledger_id, e.ledger_seq
+    LOOP
+        PERFORM arus_enqueue_event(v_event.ledger_id, 'entry.voided', v_event.ledger_seq,
+                                   clock_timestamp(), v_event.body);
+    END LOOP;
+    RETURN cardinality(v_expired);
 END $$;
