@@ -23,6 +23,8 @@ from arus.rules import (
     MAX_BATCH_ITEMS,
     MAX_BATCH_POSTINGS,
     MAX_DESCRIPTION_CHARS,
+    MAX_EFFECTIVE_DAYS_AHEAD,
+    MAX_HOLD_DAYS,
     MAX_IDEMPOTENCY_KEY_CHARS,
     MAX_METADATA_BYTES,
     MAX_NAME_CHARS,
@@ -75,6 +77,16 @@ class NewEntry:
     effective_date: dt.date
     metadata: dict[str, Any]
     postings: tuple[PostingLine, ...]
+    pending: bool = False  # a hold: reserves the funds, moves no balance (SPEC §3.2)
+    expires_at: dt.datetime | None = None  # a hold stops holding at this instant (UTC)
+
+
+@dataclass(frozen=True)
+class PendingAction:
+    """Post or void a pending entry."""
+
+    entry_id: uuid.UUID
+    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +183,47 @@ def _date(value: object, *, field: str) -> dt.date:
     return today_utc() if value is None else parse_date(value, field=field)
 
 
+def _effective_date(value: object) -> dt.date:
+    day = _date(value, field="effective_date")
+    if day > today_utc() + dt.timedelta(days=MAX_EFFECTIVE_DAYS_AHEAD):
+        raise ValidationError(
+            f"effective_date may be at most {MAX_EFFECTIVE_DAYS_AHEAD} days ahead"
+        )
+    return day
+
+
+# RFC 3339 date-time: the T (or t, or a space) and an explicit offset are required.
+_RFC3339 = re.compile(
+    r"(?P<day>[0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ](?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2})"
+    r"(?:\.(?P<fraction>[0-9]{1,9}))?(?P<offset>[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def parse_instant(value: object, *, field: str) -> dt.datetime:
+    """An RFC 3339 instant with its offset (`2026-12-01T10:00:00Z`), in UTC, to microseconds
+    (the ledger's precision: further digits are dropped)."""
+    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValidationError(f"{field} must be an RFC 3339 date-time with an offset")
+    fraction = (match["fraction"] or "")[:6].ljust(6, "0")
+    offset = "+00:00" if match["offset"] in ("Z", "z") else match["offset"]
+    try:
+        instant = dt.datetime.fromisoformat(f"{match['day']}T{match['time']}.{fraction}{offset}")
+        return instant.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        raise ValidationError(f"{field} is not a real date-time: {value}") from None
+
+
+def _expires_at(value: object) -> dt.datetime:
+    instant = parse_instant(value, field="expires_at")
+    now = dt.datetime.now(dt.UTC)
+    if instant <= now:
+        raise ValidationError("expires_at must be in the future")
+    if instant > now + dt.timedelta(days=MAX_HOLD_DAYS):
+        raise ValidationError(f"expires_at may be at most {MAX_HOLD_DAYS} days ahead")
+    return instant
+
+
 def parse_new_account(body: object) -> NewAccount:
     data = _object(
         body,
@@ -203,9 +256,16 @@ def parse_new_account(body: object) -> NewAccount:
 def parse_new_entry(body: object) -> NewEntry:
     data = _object(
         body,
-        allowed=frozenset({"description", "effective_date", "metadata", "postings"}),
+        allowed=frozenset(
+            {"description", "effective_date", "metadata", "postings", "status", "expires_at"}
+        ),
         required=frozenset({"postings"}),
     )
+    status = data.get("status", "posted")
+    if status not in ("posted", "pending"):
+        raise ValidationError('status must be "posted" or "pending"')
+    if "expires_at" in data and status != "pending":
+        raise ValidationError('expires_at is for pending entries ("status": "pending")')
     raw_postings = data["postings"]
     if not isinstance(raw_postings, list):
         raise ValidationError("postings must be a list")
@@ -240,9 +300,11 @@ def parse_new_entry(body: object) -> NewEntry:
             max_chars=MAX_DESCRIPTION_CHARS,
             required=False,
         ),
-        effective_date=_date(data.get("effective_date"), field="effective_date"),
+        effective_date=_effective_date(data.get("effective_date")),
         metadata=_metadata(data.get("metadata")),
         postings=tuple(lines),
+        pending=status == "pending",
+        expires_at=None if data.get("expires_at") is None else _expires_at(data["expires_at"]),
     )
 
 
@@ -256,8 +318,24 @@ def parse_reversal(entry_id: uuid.UUID, body: object) -> Reversal:
             max_chars=MAX_DESCRIPTION_CHARS,
             required=False,
         ),
-        effective_date=_date(data.get("effective_date"), field="effective_date"),
+        effective_date=_effective_date(data.get("effective_date")),
     )
+
+
+def parse_post_pending(entry_id: uuid.UUID, body: object) -> PendingAction:
+    """`POST /v1/entries/{id}/post` with `{description?}`."""
+    data = _object(body, allowed=frozenset({"description"}))
+    description = _text(
+        data.get("description"), field="description", max_chars=MAX_DESCRIPTION_CHARS,
+        required=False,
+    )  # fmt: skip
+    return PendingAction(entry_id=entry_id, description=description)
+
+
+def parse_void_pending(entry_id: uuid.UUID, body: object) -> PendingAction:
+    """`POST /v1/entries/{id}/void`: no body, or an empty object."""
+    _object(body, allowed=frozenset())
+    return PendingAction(entry_id=entry_id)
 
 
 @dataclass(frozen=True)

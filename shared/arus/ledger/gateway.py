@@ -1,11 +1,12 @@
 """The gateway to the posting engine: one use case per mutation, each one call in one round trip.
 
 The SQL lives in arus/ledger/sql/posting.sql (arus_post_entry, arus_post_batch,
-arus_reverse_entry, arus_create_account): authorise the key, claim the idempotency key, lock
-balance rows in ascending account id, refuse overdrafts and int64 overflow, write entries,
-postings, balances, the stored response and the outbox event, all in the statement's own
-transaction. Here we call them with bound parameters on the autocommit engine (the statement is
-the transaction) and map their errors to the domain. See docs/adr/005-set-based-engine.md.
+arus_reverse_entry, arus_post_pending, arus_void_pending, arus_create_account): authorise the
+key, claim the idempotency key, lock balance rows in ascending account id, refuse overdrafts
+(on the available balance) and int64 overflow, write entries, postings or holds, balances, the
+stored response and the outbox event, all in the statement's own transaction. Here we call
+them with bound parameters on the autocommit engine (the statement is the transaction) and map
+their errors to the domain. See docs/adr/005-set-based-engine.md and ADR-006 (holds).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from arus import errors
 from arus.ledger.access import Credentials
-from arus.ledger.commands import NewAccount, NewBatch, NewEntry, Reversal
+from arus.ledger.commands import NewAccount, NewBatch, NewEntry, PendingAction, Reversal, today_utc
 from arus.ledger.idempotency import fingerprint
 
 
@@ -78,7 +79,8 @@ _CREATE_ACCOUNT = sa.text(
 )
 _POST_ENTRY = sa.text(
     "SELECT arus_post_entry(:key_id, :secret_hash, :key, :fingerprint, :description, "
-    "CAST(:effective_date AS date), CAST(:metadata AS jsonb), CAST(:lines AS jsonb))"
+    "CAST(:effective_date AS date), CAST(:metadata AS jsonb), CAST(:lines AS jsonb), "
+    ":pending, CAST(:expires_at AS timestamptz))"
 )
 _POST_BATCH = sa.text(
     "SELECT arus_post_batch(:key_id, :secret_hash, CAST(:items AS jsonb), :atomic)"
@@ -87,6 +89,14 @@ _REVERSE_ENTRY = sa.text(
     "SELECT arus_reverse_entry(:key_id, :secret_hash, :key, :fingerprint, "
     "CAST(:entry_id AS uuid), :description, CAST(:effective_date AS date))"
 )
+_POST_PENDING = sa.text(
+    "SELECT arus_post_pending(:key_id, :secret_hash, :key, :fingerprint, "
+    "CAST(:entry_id AS uuid), :description, CAST(:effective_date AS date))"
+)
+_VOID_PENDING = sa.text(
+    "SELECT arus_void_pending(:key_id, :secret_hash, :key, :fingerprint, CAST(:entry_id AS uuid))"
+)
+_EXPIRE_HOLDS = sa.text("SELECT arus_expire_holds(:limit)")
 
 
 def create_account(
@@ -142,6 +152,8 @@ def post_entry(
         "effective_date": entry.effective_date.isoformat(),
         "metadata": json.dumps(entry.metadata),
         "lines": json.dumps(_lines(entry)),
+        "pending": entry.pending,
+        "expires_at": None if entry.expires_at is None else entry.expires_at.isoformat(),
     }
     return _result(call_engine(engine, _POST_ENTRY, params, retry_safe=True))
 
@@ -167,6 +179,10 @@ def post_batch(
                 "effective_date": item.entry.effective_date.isoformat(),
                 "metadata": item.entry.metadata,
                 "lines": _lines(item.entry),
+                "pending": item.entry.pending,
+                "expires_at": None
+                if item.entry.expires_at is None
+                else item.entry.expires_at.isoformat(),
             }
         )
     params = {**credentials.as_params(), "items": json.dumps(items), "atomic": batch.atomic}
@@ -193,3 +209,52 @@ def reverse_entry(
         "effective_date": reversal.effective_date.isoformat(),
     }
     return _result(call_engine(engine, _REVERSE_ENTRY, params, retry_safe=True))
+
+
+def post_pending(
+    engine: Engine,
+    *,
+    credentials: Credentials,
+    action: PendingAction,
+    idempotency_key: str,
+    request_body: object,
+    operation: str,
+) -> MutationResult:
+    """Capture a hold: a new posted entry with the pending entry's postings, dated today."""
+    params = {
+        **credentials.as_params(),
+        "key": idempotency_key,
+        "fingerprint": fingerprint(operation=operation, body=request_body),
+        "entry_id": str(action.entry_id),
+        "description": action.description,
+        "effective_date": today_utc().isoformat(),
+    }
+    return _result(call_engine(engine, _POST_PENDING, params, retry_safe=True))
+
+
+def void_pending(
+    engine: Engine,
+    *,
+    credentials: Credentials,
+    action: PendingAction,
+    idempotency_key: str,
+    request_body: object,
+    operation: str,
+) -> MutationResult:
+    """Release a hold: the pending entry, now voided."""
+    params = {
+        **credentials.as_params(),
+        "key": idempotency_key,
+        "fingerprint": fingerprint(operation=operation, body=request_body),
+        "entry_id": str(action.entry_id),
+    }
+    return _result(call_engine(engine, _VOID_PENDING, params, retry_safe=True))
+
+
+def expire_holds(engine: Engine, *, limit: int = 1000) -> int:
+    """The sweep: record the outcome of up to `limit` pending entries past their expires_at and
+    release their holds (they stopped counting at that instant; this only tidies). Returns how
+    many it expired. `engine` is a transactional one (jobs), not the request path's."""
+    with engine.begin() as conn:
+        expired: int = conn.execute(_EXPIRE_HOLDS, {"limit": limit}).scalar_one()
+    return expired

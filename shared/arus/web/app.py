@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -43,6 +44,8 @@ ACCOUNTS_ROUTE = "/v1/accounts"
 ENTRIES_ROUTE = "/v1/entries"
 BATCH_ROUTE = "/v1/entries/batch"
 REVERSE_ROUTE = "/v1/entries/<entry_id>/reverse"
+POST_PENDING_ROUTE = "/v1/entries/<entry_id>/post"
+VOID_PENDING_ROUTE = "/v1/entries/<entry_id>/void"
 
 
 def operation(route: str, **ids: object) -> str:
@@ -191,6 +194,49 @@ def _register_mutations(app: Flask, ledger: Resources) -> None:
             idempotency_key=key,
             request_body=body,
             operation=operation(REVERSE_ROUTE, entry_id=reversal.entry_id),
+        )
+        return _mutation_response(result, f"/v1/entries/{result.body['id']}")
+
+    def pending_action(
+        entry_id: str, parse_body: Callable[[uuid.UUID, object], commands.PendingAction]
+    ) -> tuple[Credentials, str, object, commands.PendingAction]:
+        """The parsed request of a post or void, authorised first if it does not parse."""
+        credentials = _credentials()
+
+        def parse() -> tuple[str, object, commands.PendingAction]:
+            parsed_id = commands.parse_object_id(entry_id)
+            if parsed_id is None:
+                raise NotFound(f"no entry {entry_id}")
+            key = commands.parse_idempotency_key(request.headers.get("Idempotency-Key"))
+            body = read_json_body(required=False, max_bytes=limits.max_body_bytes)
+            return key, body, parse_body(parsed_id, body)
+
+        key, body, action = _authorized_parse(ledger, credentials, parse)
+        return credentials, key, body, action
+
+    @app.post(POST_PENDING_ROUTE)
+    def post_pending(entry_id: str) -> Response:
+        credentials, key, body, action = pending_action(entry_id, commands.parse_post_pending)
+        result = gateway.post_pending(
+            ledger.engine,
+            credentials=credentials,
+            action=action,
+            idempotency_key=key,
+            request_body=body,
+            operation=operation(POST_PENDING_ROUTE, entry_id=action.entry_id),
+        )
+        return _mutation_response(result, f"/v1/entries/{result.body['id']}")
+
+    @app.post(VOID_PENDING_ROUTE)
+    def void_pending(entry_id: str) -> Response:
+        credentials, key, body, action = pending_action(entry_id, commands.parse_void_pending)
+        result = gateway.void_pending(
+            ledger.engine,
+            credentials=credentials,
+            action=action,
+            idempotency_key=key,
+            request_body=body,
+            operation=operation(VOID_PENDING_ROUTE, entry_id=action.entry_id),
         )
         return _mutation_response(result, f"/v1/entries/{result.body['id']}")
 

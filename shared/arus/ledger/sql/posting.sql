@@ -594,7 +594,8 @@ END $$;
 -- POST /v1/entries: one entry. Returns {"status", "body", "replayed"}.
 CREATE OR REPLACE FUNCTION arus_post_entry(
     p_key_id text, p_secret_hash bytea, p_idempotency_key text, p_fingerprint text,
-    p_description text, p_effective_date date, p_metadata jsonb, p_lines jsonb
+    p_description text, p_effective_date date, p_metadata jsonb, p_lines jsonb,
+    p_pending boolean, p_expires_at timestamptz
 ) RETURNS json LANGUAGE plpgsql AS $$
 DECLARE
     v_result json;
@@ -604,7 +605,8 @@ BEGIN
         jsonb_build_array(jsonb_build_object(
             'key', p_idempotency_key, 'fingerprint', p_fingerprint,
             'description', p_description, 'effective_date', p_effective_date,
-            'metadata', coalesce(p_metadata, '{}'::jsonb), 'lines', p_lines)),
+            'metadata', coalesce(p_metadata, '{}'::jsonb), 'lines', p_lines,
+            'pending', p_pending, 'expires_at', p_expires_at)),
         true, false) -> 'results' -> 0;
     RETURN json_build_object('status', (v_result ->> 'status')::int,
                              'body', v_result -> 'entry',

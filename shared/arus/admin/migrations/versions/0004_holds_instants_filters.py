@@ -26,6 +26,8 @@ branch_labels = None
 depends_on = None
 
 SCHEMA = """
+DROP FUNCTION IF EXISTS arus_post_entry(text, bytea, text, text, text, date, jsonb, jsonb);
+
 ALTER TABLE entries
     ADD COLUMN pending boolean NOT NULL DEFAULT false,
     ADD COLUMN expires_at timestamptz,
