@@ -323,3 +323,23 @@ def test_the_relay_run_sweeps_expired_holds_and_publishes_their_entry_voided(api
     voided = [e for e in envelopes
               if e["event_type"] == "entry.voided" and e["data"]["id"] == held["id"]]  # fmt: skip
     assert len(voided) == 1 and voided[0]["data"]["status"] == "expired"
+
+
+def test_verify_proves_pending_totals_equal_their_holds(api, wallet, engine):
+    from arus.jobs.verify import verify_ledger
+
+    held = post(api, wallet, "/v1/entries", _hold("wallet", "merchant", 70)).get_json()
+    with engine.connect() as conn:
+        clean = verify_ledger(conn, wallet.ledger_id)
+    assert clean["ok"] and clean["pending_drift"] == [] and clean["stray_holds"] == 0
+    with engine.connect() as conn, conn.begin() as tx:  # broken on purpose, then rolled back
+        wallet_id = held["postings"][0]["account_id"]
+        conn.execute(sa.text("UPDATE balances SET pending_debits = pending_debits + 1 "
+                             "WHERE account_id = :a"), {"a": wallet_id})  # fmt: skip
+        conn.execute(sa.text("DELETE FROM holds WHERE entry_id = :e AND position = 2"),
+                     {"e": held["id"]})  # fmt: skip
+        broken = verify_ledger(conn, wallet.ledger_id)
+        tx.rollback()
+    assert not broken["ok"]
+    assert [d["account_code"] for d in broken["pending_drift"]] == ["merchant", "wallet"]
+    assert broken["stray_holds"] == 1

@@ -1,4 +1,5 @@
-"""`arus verify`: prove every ledger's books: balanced, no drift, a gap-free ledger_seq."""
+"""`arus verify`: prove every ledger's books: balanced, no drift, a gap-free ledger_seq, and
+pending totals equal to their holds (SPEC §3.2)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,58 @@ from arus.ledger.access import KnownLedger
 from arus.ledger.schema import entries
 from arus.ledger.schema import ledgers as ledgers_table
 
+# Every account whose materialized pending totals differ from its holds, and every hold that is
+# not exactly a line of an unresolved pending entry (or such a line without its hold).
+_PENDING_DRIFT = sa.text("""
+    SELECT a.code AS account_code, b.pending_debits, b.pending_credits,
+           coalesce(h.debits, 0) AS hold_debits, coalesce(h.credits, 0) AS hold_credits
+    FROM accounts a JOIN balances b ON b.account_id = a.id
+    LEFT JOIN (
+        SELECT account_id,
+               sum(amount) FILTER (WHERE direction = 'debit') AS debits,
+               sum(amount) FILTER (WHERE direction = 'credit') AS credits
+        FROM holds WHERE ledger_id = :ledger GROUP BY account_id
+    ) h ON h.account_id = a.id
+    WHERE a.ledger_id = :ledger
+      AND (b.pending_debits <> coalesce(h.debits, 0) OR b.pending_credits <> coalesce(h.credits, 0))
+    ORDER BY a.code
+""")
+_STRAY_HOLDS = sa.text("""
+    SELECT count(*) FROM (
+        (SELECT p.entry_id, p.position, p.account_id, p.direction, p.amount
+         FROM pending_postings p
+         WHERE p.ledger_id = :ledger
+           AND NOT EXISTS (SELECT 1 FROM pending_outcomes o WHERE o.entry_id = p.entry_id)
+         EXCEPT ALL
+         SELECT entry_id, position, account_id, direction, amount FROM holds
+         WHERE ledger_id = :ledger)
+        UNION ALL
+        (SELECT entry_id, position, account_id, direction, amount FROM holds
+         WHERE ledger_id = :ledger
+         EXCEPT ALL
+         SELECT p.entry_id, p.position, p.account_id, p.direction, p.amount
+         FROM pending_postings p
+         WHERE p.ledger_id = :ledger
+           AND NOT EXISTS (SELECT 1 FROM pending_outcomes o WHERE o.entry_id = p.entry_id))
+    ) stray
+""")
+
+
+def verify_pending(conn: Connection, ledger_id: Any) -> dict[str, Any]:
+    """Pending totals equal the holds, and the holds are the unresolved pending lines."""
+    drift = [
+        {
+            "account_code": row.account_code,
+            "pending_debits": int(row.pending_debits),
+            "pending_credits": int(row.pending_credits),
+            "holds_debits": int(row.hold_debits),
+            "holds_credits": int(row.hold_credits),
+        }
+        for row in conn.execute(_PENDING_DRIFT, {"ledger": ledger_id})
+    ]
+    stray = int(conn.execute(_STRAY_HOLDS, {"ledger": ledger_id}).scalar_one())
+    return {"pending_drift": drift, "stray_holds": stray}
+
 
 def verify_ledger(conn: Connection, ledger_id: Any) -> dict[str, Any]:
     trial = reads.trial_balance(KnownLedger(ledger_id), conn)
@@ -26,6 +79,8 @@ def verify_ledger(conn: Connection, ledger_id: Any) -> dict[str, Any]:
     ).scalar_one()
     entry_count, max_seq = int(stats[0]), int(stats[1])
     gap_free = entry_count == max_seq == int(last_seq)
+    pending = verify_pending(conn, ledger_id)
+    pending_ok = not pending["pending_drift"] and pending["stray_holds"] == 0
     return {
         "ledger_id": str(ledger_id),
         "accounts": len(trial["accounts"]),
@@ -34,12 +89,14 @@ def verify_ledger(conn: Connection, ledger_id: Any) -> dict[str, Any]:
         "totals": trial["totals"],
         "drift": trial["drift"],
         "ledger_seq_gap_free": gap_free,
-        "ok": trial["balanced"] and not trial["drift"] and gap_free,
+        **pending,
+        "ok": trial["balanced"] and not trial["drift"] and gap_free and pending_ok,
     }
 
 
 def verify_all(engine: Engine) -> dict[str, Any]:
-    """One report for every ledger; `ok` is false on any imbalance, drift or sequence gap."""
+    """One report for every ledger; `ok` is false on any imbalance, drift, sequence gap or
+    pending total that is not its holds."""
     with engine.connect() as conn:
         # One snapshot for the whole report, while writers keep posting.
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
