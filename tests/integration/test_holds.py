@@ -343,3 +343,12 @@ def test_verify_proves_pending_totals_equal_their_holds(api, wallet, engine):
     assert not broken["ok"]
     assert [d["account_code"] for d in broken["pending_drift"]] == ["merchant", "wallet"]
     assert broken["stray_holds"] == 1
+
+
+def test_a_retried_hold_replays_after_its_expiry(api, wallet):
+    body = _hold("wallet", "merchant", 5, expires_at=_instant(0.5))
+    first = post(api, wallet, "/v1/entries", body, key="hold-retry")
+    time.sleep(0.6)
+    again = post(api, wallet, "/v1/entries", body, key="hold-retry")
+    assert (first.status_code, again.status_code) == (201, 200), again.get_json()
+    assert again.get_json() == first.get_json() and again.headers["Idempotent-Replayed"] == "true"

@@ -12,7 +12,9 @@ and every materialized balance equals the sum of its postings, recomputed here i
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -68,7 +70,17 @@ MACHINE_OUTCOMES = (
     "reversal already_reversed",
     "reversal insufficient_funds",
     "duplicate duplicate_account_code",
+    "hold 201",
+    "hold insufficient_funds",
+    "capture 201",
+    "void 200",
+    "resolve entry_not_pending",
+    "expiry 201",
+    "resolve pending_expired",
+    "reversal entry_not_posted",
 )
+MAX_EXPIRING_HOLDS = 2  # per example: each waits out its hold's 0.2 s
+EXPIRY_S = 0.2
 
 
 def split_amount(draw: Draw, total_minor: int, parts: int) -> list[int]:
@@ -131,6 +143,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.model = LedgerModel()
         self.sent: list[Sent] = []
         self.counter = itertools.count(1)
+        self.expiring = 0
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -291,7 +304,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert headers.get("Idempotent-Replayed") == "true", dict(headers)
         assert answer == sent.response, f"replay of {sent.key}: {answer} != {sent.response}"
 
-        if data.draw(st.booleans()):
+        if data.draw(st.booleans()) and not sent.path.endswith("/void"):  # void takes no body
             path, body = sent.path, {**sent.body, "description": f"changed {self.fresh_key()}"}
         elif sent.path == "/v1/entries":
             path, body = f"/v1/entries/{sent.response['id']}/reverse", {}
@@ -316,7 +329,7 @@ class LedgerMachine(RuleBasedStateMachine):
             "entry", (Line(cash, "debit", funding), Line(capital, "credit", funding))
         )
         assert entry_id is not None, "funding a base cash account from capital always commits"
-        balance = self.model.accounts[cash].balance
+        balance = self.model.accounts[cash].available
         spend = data.draw(st.integers(balance - funding + 1, balance))
         spent = self.post_lines(
             "entry", (Line(capital, "debit", spend), Line(cash, "credit", spend))
@@ -324,6 +337,103 @@ class LedgerMachine(RuleBasedStateMachine):
         assert spent is not None, "spending at most the balance always commits"
         assert self.model.predict_reversal(entry_id) == "insufficient_funds", self.model.balances()
         self.reverse_entry(entry_id, data)
+
+    # -- holds (SPEC §3.2) ---------------------------------------------------------------------
+
+    def hold_lines(self, step: str, lines: tuple[Line, ...], **extra: object) -> str | None:
+        """Send lines as a pending entry; the model predicts the answer and holds a 201."""
+        predicted = self.model.predict_entry(lines, pending=True)
+        key = self.fresh_key()
+        body = {"status": "pending", "postings": [line.as_json() for line in lines], **extra}
+        status, answer, _ = self.send("/v1/entries", key, body)
+        if predicted is not None:
+            self.expect(step, status, answer, 422, predicted)
+            return None
+        self.expect(step, status, answer, 201, None)
+        assert answer["status"] == "pending", answer
+        self.model.hold(answer["id"], lines)
+        self.sent.append(Sent("/v1/entries", key, body, answer))
+        return str(answer["id"])
+
+    @rule(data=st.data())
+    def hold(self, data: st.DataObject) -> None:
+        """A random balanced hold: 201 or insufficient_funds on the available balance."""
+        self.hold_lines("hold", draw_balanced_lines(data.draw, self.pools()))
+
+    @rule(currency=st.sampled_from(CURRENCIES), data=st.data())
+    def hold_past_available(self, currency: str, data: st.DataObject) -> None:
+        """Hold more than the base cash account has available: always insufficient_funds."""
+        cash, capital = f"cash-{currency}", f"capital-{currency}"
+        amount = self.model.accounts[cash].available + data.draw(st.integers(1, 50))
+        lines = (Line(capital, "debit", amount), Line(cash, "credit", amount))
+        assert self.model.predict_entry(lines, pending=True) == "insufficient_funds"
+        self.hold_lines("hold", lines)
+
+    def funded(self, currency: str) -> tuple[str, str, int]:
+        """The base cash and capital of a currency, the cash funded if it has nothing available."""
+        cash, capital = f"cash-{currency}", f"capital-{currency}"
+        if self.model.accounts[cash].available == 0:
+            self.post_lines("entry", (Line(cash, "debit", 100), Line(capital, "credit", 100)))
+        return cash, capital, self.model.accounts[cash].available
+
+    @rule(currency=st.sampled_from(CURRENCIES), data=st.data())
+    def hold_within_available(self, currency: str, data: st.DataObject) -> None:
+        """Reserve part of what the base cash account has available: always 201."""
+        cash, capital, available = self.funded(currency)
+        amount = data.draw(st.integers(1, available))
+        lines = (Line(capital, "debit", amount), Line(cash, "credit", amount))
+        assert self.hold_lines("hold", lines) is not None, "a hold within available commits"
+
+    def pending_entries(self) -> list[str]:
+        return [e.entry_id for e in self.model.entries.values() if e.pending]
+
+    def resolve(self, entry_id: str, action: str) -> None:
+        predicted = self.model.predict_resolution(entry_id)
+        key = self.fresh_key()
+        path = f"/v1/entries/{entry_id}/{action}"
+        status, answer, _ = self.send(path, key, {})
+        if predicted is not None:
+            self.expect("resolve", status, answer, 409, predicted)
+            return
+        if action == "post":
+            self.expect("capture", status, answer, 201, None)
+            assert answer["posts"] == entry_id and answer["status"] == "posted", answer
+            self.model.post_hold(entry_id, answer["id"])
+        else:
+            self.expect("void", status, answer, 200, None)
+            assert answer["id"] == entry_id and answer["status"] == "voided", answer
+            self.model.release(entry_id, "voided")
+        self.sent.append(Sent(path, key, {}, answer))
+        served = self.api.get(f"/v1/entries/{entry_id}", key=self.ledger.read_key).get_json()
+        assert served["status"] == self.model.entries[entry_id].status, served
+
+    @precondition(lambda self: any(e.pending for e in self.model.entries.values()))
+    @rule(action=st.sampled_from(("post", "void")), data=st.data())
+    def resolve_hold(self, action: str, data: st.DataObject) -> None:
+        """Post or void a pending entry: once, then entry_not_pending (or pending_expired).
+        Mostly one still pending; now and then any."""
+        every = self.pending_entries()
+        active = [e for e in every if self.model.entries[e].status == "pending"]
+        pool = active if active and data.draw(st.integers(0, 3)) > 0 else every
+        self.resolve(data.draw(st.sampled_from(pool)), action)
+
+    @precondition(lambda self: self.expiring < MAX_EXPIRING_HOLDS)
+    @rule(currency=st.sampled_from(CURRENCIES), data=st.data())
+    def hold_expires(self, currency: str, data: st.DataObject) -> None:
+        """A hold with an expires_at 0.2 s ahead: from that instant it is expired, its funds are
+        available again and post or void is pending_expired, with no sweep having run."""
+        self.expiring += 1
+        cash, capital, available = self.funded(currency)
+        amount = data.draw(st.integers(1, available))
+        expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=EXPIRY_S)
+        entry_id = self.hold_lines(
+            "expiry", (Line(capital, "debit", amount), Line(cash, "credit", amount)),
+            expires_at=expires_at.isoformat(),
+        )  # fmt: skip
+        assert entry_id is not None, "holding at most the available balance always commits"
+        time.sleep(max(0.0, (expires_at - dt.datetime.now(dt.UTC)).total_seconds()) + 0.05)
+        self.model.release(entry_id, "expired")
+        self.resolve(entry_id, data.draw(st.sampled_from(("post", "void"))))
 
     def reverse_entry(self, entry_id: str, data: st.DataObject) -> None:
         predicted = self.model.predict_reversal(entry_id)
@@ -344,7 +454,7 @@ class LedgerMachine(RuleBasedStateMachine):
             if data.draw(st.integers(0, 2)) > 0:  # usually, a second reversal with a fresh key
                 self.reverse_entry(entry_id, data)
         else:
-            want_status = 409 if predicted == "already_reversed" else 422
+            want_status = 409 if predicted in ("already_reversed", "entry_not_posted") else 422
             self.expect("reversal", status, answer, want_status, predicted)
 
     # -- invariants --------------------------------------------------------------------------
@@ -364,6 +474,15 @@ class LedgerMachine(RuleBasedStateMachine):
         assert trial["balanced"] is True and trial["drift"] == [], (
             f"balanced={trial['balanced']} drift={trial['drift']} totals={trial['totals']}"
         )
+
+    @invariant()
+    def holds_equal_model(self) -> None:
+        accounts = self.api.get("/v1/accounts?limit=500", key=self.ledger.read_key).get_json()
+        holds = {
+            a["code"]: (a["pending_debits"], a["pending_credits"], a["available_balance"])
+            for a in accounts["data"]
+        }
+        assert holds == self.model.holds(), f"holds engine={holds} model={self.model.holds()}"
 
     @invariant()
     def journal_equals_model(self) -> None:

@@ -215,10 +215,10 @@ def parse_instant(value: object, *, field: str) -> dt.datetime:
 
 
 def _expires_at(value: object) -> dt.datetime:
+    # "In the future" is the engine's to judge, for new entries only: a retry of a hold whose
+    # instant has passed must still replay its stored response, not fail here.
     instant = parse_instant(value, field="expires_at")
     now = dt.datetime.now(dt.UTC)
-    if instant <= now:
-        raise ValidationError("expires_at must be in the future")
     if instant > now + dt.timedelta(days=MAX_HOLD_DAYS):
         raise ValidationError(f"expires_at may be at most {MAX_HOLD_DAYS} days ahead")
     return instant
