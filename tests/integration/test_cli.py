@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ledgers import backdate_ledger
+
 ARUS = [sys.executable, "-m", "arus.tools.cli"]
 
 
@@ -175,10 +177,12 @@ def test_dev_starts_embedded_ledger_and_keeps_data_across_restarts(tmp_path: Pat
         stop(process)
 
 
-def test_relay_once_and_close_from_the_command_line(database_url):
+def test_relay_once_and_close_from_the_command_line(database_url, engine):
     import datetime as dt
 
-    assert run("ledger", "create", "to-close").returncode == 0
+    created = run("ledger", "create", "to-close")
+    assert created.returncode == 0
+    backdate_ledger(engine, json.loads(created.stdout)["ledger_id"], days=2)
     relay = run("relay", "--once")
     assert relay.returncode == 0, relay.stderr
     outcome = json.loads(relay.stdout.strip().splitlines()[-1])

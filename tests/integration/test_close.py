@@ -6,10 +6,11 @@ import datetime as dt
 
 import pytest
 import sqlalchemy as sa
+from arus.errors import ValidationError
 from arus.jobs import close
 from arus.ledger.commands import today_utc
 
-from tests.support.ledgers import injected_drift
+from tests.support.ledgers import backdate_ledger, injected_drift
 
 TODAY = today_utc()
 AFTER_TODAY = dt.datetime.combine(TODAY + dt.timedelta(days=1), dt.time(0, 5), tzinfo=dt.UTC)
@@ -104,18 +105,25 @@ def test_a_day_cannot_be_closed_before_it_ends(engine, books):
         close.close_ledger(engine, books.ledger_id, TODAY)
 
 
+def test_a_day_before_the_ledger_existed_cannot_be_closed(engine, books):
+    with pytest.raises(ValidationError, match="before the ledger existed"):
+        close.close_ledger(engine, books.ledger_id, TODAY - dt.timedelta(days=1))
+
+
 def test_snapshot_excludes_what_was_booked_after_the_day(engine, books):
     yesterday = TODAY - dt.timedelta(days=1)
+    backdate_ledger(engine, books.ledger_id, days=2)
     report = close.close_ledger(engine, books.ledger_id, yesterday)
     # Everything in this ledger was created today: yesterday's books are empty, and balanced.
     assert report["ok"] and report["accounts"] == 0 and report["last_ledger_seq"] == 0
 
 
-def test_daily_close_function_closes_every_ledger(books, database_url):
+def test_daily_close_function_closes_every_ledger(books, database_url, engine):
     from functions_framework import create_app
 
     from tests.support.ledgers import REPO
 
+    backdate_ledger(engine, books.ledger_id, days=2)
     client = create_app("daily_close", str(REPO / "functions/daily_close/main.py")).test_client()
     yesterday = (TODAY - dt.timedelta(days=1)).isoformat()
     response = client.post("/", json={"date": yesterday})

@@ -508,3 +508,54 @@ def test_ledger_side_drift_is_reported_too(sqlite_engine, arus, engine, ledger_k
     assert reasons == {("balance", household.config.cash_code),
                        ("ledger_drift", household.config.cash_code)}  # fmt: skip
     assert household.report(arus)["status"] == "zero_drift"
+
+
+def test_versions_dated_into_a_closed_day_are_posted_into_the_first_open_day(
+    sqlite_engine, arus, ledger_keys, engine
+):
+    from arus.jobs import close
+
+    from tests.support.ledgers import backdate_ledger
+
+    today = dt.datetime.now(dt.UTC).date()
+    closed_day, open_day = today - dt.timedelta(days=3), today - dt.timedelta(days=2)
+    backdate_ledger(engine, ledger_keys.ledger_id, days=5)
+    household = Household(sqlite_engine)
+    household.create(ShadowTransaction("t1", 1, "expense", 500, open_day, "food"))
+    assert household.drain(arus).applied == 1
+    for day in (closed_day, open_day):  # the ledger's books are closed through open_day now
+        assert close.close_ledger(engine, ledger_keys.ledger_id, day)["ok"]
+    first_open = open_day + dt.timedelta(days=1)
+
+    household.update(ShadowTransaction("t1", 2, "expense", 700, closed_day, "food"))
+    result = household.drain(arus)
+    assert (result.applied, result.dead) == (1, 0), result.to_json()
+    posted, reversal, moved = entries(arus)
+    assert reversal.reverses == posted.id and reversal.effective_date == first_open.isoformat()
+    assert moved.effective_date == first_open.isoformat()
+    assert moved.metadata["original_effective_date"] == closed_day.isoformat()
+    assert moved.metadata["version"] == 2
+    (row,) = [r for r in household.outbox() if r.version == 2]
+    assert row.status == "done" and row.payload["posted_on"] == first_open.isoformat()
+    assert household.report(arus)["status"] == "zero_drift"
+
+
+def test_a_version_moved_out_of_a_closed_day_replays_after_a_crash(
+    sqlite_engine, arus, ledger_keys, engine
+):
+    from arus.jobs import close
+
+    from tests.support.ledgers import backdate_ledger
+
+    today = dt.datetime.now(dt.UTC).date()
+    closed_day = today - dt.timedelta(days=2)
+    backdate_ledger(engine, ledger_keys.ledger_id, days=3)
+    assert close.close_ledger(engine, ledger_keys.ledger_id, closed_day)["ok"]
+    household = Household(sqlite_engine)
+    household.create(ShadowTransaction("t1", 1, "expense", 450, closed_day, "food"))
+    with pytest.raises(SimulatedCrash):
+        household.drain(CrashAfterPost(arus))
+    household.drain(arus)
+    (entry,) = entries(arus)
+    assert entry.effective_date == (closed_day + dt.timedelta(days=1)).isoformat()
+    assert household.report(arus)["status"] == "zero_drift"

@@ -115,3 +115,14 @@ class Api:
                 {"account": credit, "direction": "credit", "amount": amount},
             ]},
         )  # fmt: skip
+
+
+def backdate_ledger(engine: sa.Engine, ledger_id: uuid.UUID | str, *, days: int) -> None:
+    """Pretend the ledger was created `days` ago, so days before today can be closed for it
+    (a close refuses days before its ledger existed). Test set-up only: ledgers are no journal."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE ledgers SET created_at = created_at - make_interval(days => :d) "
+                    "WHERE id = :l"),
+            {"d": days, "l": str(ledger_id)},
+        )  # fmt: skip

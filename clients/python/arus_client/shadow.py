@@ -15,6 +15,11 @@ beside it as a shadow until the two are proven to agree. This module is the cons
   a second drainer can only replay what the ledger already did.
 - An update reverses the entry of the previous applied version (known from `shadow_links`) and
   posts the new version; a delete only reverses.
+- A day the ledger has closed stays closed (`period_closed`): a version dated into it is
+  posted into the ledger's first open day, with its own date kept in the entry's metadata
+  (`original_effective_date`). The day chosen is written to the queued item before it is
+  posted, so a retry sends the same request and replays; a reversal of an entry in a closed day
+  is dated into the first open day as well.
 - `consistency_report` compares the consumer's expected balances with the ledger's.
 
 The chart (per namespace, one currency): `<ns>:cash` (asset, may go negative: a household can
@@ -46,7 +51,9 @@ from arus_client.client import (
     ArusConnectionError,
     DuplicateAccountCodeError,
     ForbiddenError,
+    IdempotencyConflictError,
     NewPosting,
+    PeriodClosedError,
     ServerError,
     UnauthenticatedError,
 )
@@ -572,16 +579,25 @@ def _reverse_live(
                 shadow_links.c.source_id == source_id, shadow_links.c.version == live_version
             )
         ).one()
-    try:
-        reversal = _ledger_call(
+
+    def reverse(on: dt.date) -> str:
+        return _ledger_call(
             lambda: client.reverse_entry(
                 link.entry_id,
                 idempotency_key=config.reverse_key(source_id, live_version),
                 description=f"shadow {source_id} v{live_version} undone",
-                effective_date=link.effective_date,
+                effective_date=on,
             )
-        )
-        reversal_id: str | None = reversal.id
+        ).id
+
+    try:
+        try:
+            reversal_id: str | None = reverse(link.effective_date)
+        except PeriodClosedError as closed:
+            reversal_id = reverse(_first_open_date(closed))
+    except IdempotencyConflictError:
+        # This key reversed the entry already, dated into an open day a former run chose.
+        reversal_id = _ledger_call(lambda: client.get_entry(link.entry_id)).reversed_by
     except AlreadyReversedError:
         # Reversed under another key (by a person, say): the ledger already says what we want.
         reversal_id = _ledger_call(lambda: client.get_entry(link.entry_id)).reversed_by
@@ -614,31 +630,51 @@ def _post_version(
     debit, credit = chart_for(config, txn)
     _ensure_accounts(engine, client, config, (debit, credit))
     label = txn.description or txn.category
-    entry = _ledger_call(
-        lambda: client.post_entry(
-            [
-                NewPosting(debit.code, "debit", txn.amount_minor),
-                NewPosting(credit.code, "credit", txn.amount_minor),
-            ],
-            idempotency_key=config.post_key(txn.source_id, txn.version),
-            description=f"{txn.kind} {txn.source_id} v{txn.version}: {label}",
-            effective_date=txn.occurred_on,
-            metadata={
-                "shadow_namespace": config.namespace,
-                "source_id": txn.source_id,
-                "version": txn.version,
-                "kind": txn.kind,
-                "category": txn.category,
-            },
+    metadata: dict[str, Any] = {
+        "shadow_namespace": config.namespace,
+        "source_id": txn.source_id,
+        "version": txn.version,
+        "kind": txn.kind,
+        "category": txn.category,
+    }
+
+    def post(on: dt.date) -> Any:
+        moved = {} if on == txn.occurred_on else {"original_effective_date": txn.occurred_on}
+        return _ledger_call(
+            lambda: client.post_entry(
+                [
+                    NewPosting(debit.code, "debit", txn.amount_minor),
+                    NewPosting(credit.code, "credit", txn.amount_minor),
+                ],
+                idempotency_key=config.post_key(txn.source_id, txn.version),
+                description=f"{txn.kind} {txn.source_id} v{txn.version}: {label}",
+                effective_date=on,
+                metadata={**metadata, **{k: v.isoformat() for k, v in moved.items()}},
+            )
         )
+
+    # A day chosen by an earlier run: the request it sent, so a retry replays it.
+    posted_on = (
+        dt.date.fromisoformat(item.payload["posted_on"])
+        if item.payload and item.payload.get("posted_on")
+        else txn.occurred_on
     )
+    for _attempt in range(MAX_PERIOD_MOVES + 1):
+        try:
+            entry = post(posted_on)
+            break
+        except PeriodClosedError as closed:
+            if _attempt == MAX_PERIOD_MOVES:
+                raise
+            posted_on = _first_open_date(closed)
+            _remember_posted_on(engine, item, posted_on)
     with engine.begin() as conn:
         conn.execute(
             shadow_links.insert().values(
                 source_id=txn.source_id,
                 version=txn.version,
                 entry_id=entry.id,
-                effective_date=txn.occurred_on,
+                effective_date=posted_on,
                 reversal_entry_id=None,
                 posted_at=utcnow(),
             )
@@ -647,6 +683,27 @@ def _post_version(
             conn, txn.source_id, applied_version=txn.version, live=txn.version, deleted=False
         )
         _mark(conn, item, "done", None, entry_id=entry.id)
+
+
+# A version is moved into the first open day at most this often in one run (each move follows
+# a close that happened between two attempts).
+MAX_PERIOD_MOVES = 3
+
+
+def _first_open_date(closed: PeriodClosedError) -> dt.date:
+    if closed.first_open_date is None:
+        raise closed
+    return dt.date.fromisoformat(closed.first_open_date)
+
+
+def _remember_posted_on(engine: Engine, item: _Item, posted_on: dt.date) -> None:
+    """Write the day chosen to the queued item before posting into it (write-ahead)."""
+    assert item.payload is not None
+    payload = {**item.payload, "posted_on": posted_on.isoformat()}
+    with engine.begin() as conn:
+        conn.execute(
+            shadow_outbox.update().where(shadow_outbox.c.id == item.id).values(payload=payload)
+        )
 
 
 def _record_delete(engine: Engine, item: _Item) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import sqlalchemy as sa
@@ -21,8 +22,11 @@ def create_ledger(conn: Connection, name: str) -> uuid.UUID:
     return ledger_id
 
 
-def ledger_ids(conn: Connection) -> list[uuid.UUID]:
-    return list(conn.execute(sa.select(ledgers.c.id).order_by(ledgers.c.created_at)).scalars())
+def ledger_ids(conn: Connection, *, created_before: dt.datetime | None = None) -> list[uuid.UUID]:
+    query = sa.select(ledgers.c.id).order_by(ledgers.c.created_at)
+    if created_before is not None:
+        query = query.where(ledgers.c.created_at < created_before)
+    return list(conn.execute(query).scalars())
 
 
 def create_ledger_with_keys(engine: Engine, name: str) -> dict[str, str]:

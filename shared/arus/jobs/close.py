@@ -7,6 +7,11 @@ account's postings up to midnight, and that today's materialized balances have n
 Only a clean close is stored, with its snapshot and a `ledger.closed` outbox event, all in one
 transaction; a rerun returns the stored report and writes nothing. A close that finds drift
 stores nothing, is logged as an error and reported as failed, so it can be rerun once fixed.
+
+A closed day stays closed (SPEC §3.3): the engine refuses entries dated on or before a ledger's
+last close (`period_closed`). The close holds the ledger's close lock exclusively while it runs;
+back-dated entries take it shared, so none is judged against a close that is not yet visible.
+Only a day that is over can be closed, and not a day before the ledger existed.
 """
 
 from __future__ import annotations
@@ -37,14 +42,13 @@ CLOSE_GRACE = dt.timedelta(minutes=1)
 
 _SNAPSHOT = sa.text("""
     SELECT a.id AS account_id, a.code, a.currency, b.normal_side,
-           coalesce((SELECT p.balance_after
-                     FROM postings p JOIN entries e ON e.id = p.entry_id
-                     WHERE p.account_id = a.id AND e.created_at < :cutoff
-                     ORDER BY p.id DESC LIMIT 1), 0) AS balance,
+           coalesce((SELECT p.balance_after FROM postings p
+                     WHERE p.account_id = a.id AND p.created_at < :cutoff
+                     ORDER BY p.created_at DESC, p.id DESC LIMIT 1), 0) AS balance,
            coalesce((SELECT sum(CASE WHEN p.direction = b.normal_side
                                      THEN p.amount::numeric ELSE -p.amount::numeric END)
-                     FROM postings p JOIN entries e ON e.id = p.entry_id
-                     WHERE p.account_id = a.id AND e.created_at < :cutoff), 0) AS postings_sum,
+                     FROM postings p
+                     WHERE p.account_id = a.id AND p.created_at < :cutoff), 0) AS postings_sum,
            (SELECT coalesce(max(ledger_seq), 0) FROM entries
             WHERE ledger_id = :ledger AND created_at < :cutoff) AS last_ledger_seq
     FROM accounts a JOIN balances b ON b.account_id = a.id
@@ -115,14 +119,23 @@ def close_ledger(
             f"{day.isoformat()} can be closed from {(_cutoff(day) + CLOSE_GRACE).isoformat()}"
         )
     with engine.begin() as conn:
-        # Concurrent closes of the same (ledger, day) queue here; the loser reads the winner's.
+        # The ledger's close lock, the key the engine takes shared for back-dated entries:
+        # concurrent closes queue here too, and the loser reads the winner's report.
         conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
-            {"name": f"arus-close:{ledger_id}:{day.isoformat()}"},
+            sa.text("SELECT pg_advisory_xact_lock(hashtextextended('arus-close:' || :ledger, 0))"),
+            {"ledger": str(ledger_id)},
         )
         stored = _stored_report(conn, ledger_id, day)
         if stored is not None:
             return stored
+        created = conn.execute(
+            sa.text("SELECT (created_at AT TIME ZONE 'UTC')::date FROM ledgers WHERE id = :l"),
+            {"l": ledger_id},
+        ).scalar_one()
+        if day < created:
+            raise ValidationError(
+                f"{day.isoformat()} is before the ledger existed (created {created.isoformat()})"
+            )
         report, rows = build_report(conn, ledger_id, day)
         if not report["ok"]:
             log.error("daily close failed", extra={"close": report})
@@ -164,9 +177,9 @@ def close_ledger(
 
 
 def close_all(settings: Settings, day: dt.date | None = None) -> list[dict[str, Any]]:
-    """Close `day` (default: yesterday, UTC) for every ledger."""
+    """Close `day` (default: yesterday, UTC) for every ledger that existed on that day."""
     day = day or today_utc() - dt.timedelta(days=1)
     engine = get_engine(settings)
     with engine.connect() as conn:
-        ids = ledgers.ledger_ids(conn)
+        ids = ledgers.ledger_ids(conn, created_before=_cutoff(day))
     return [close_ledger(engine, ledger_id, day) for ledger_id in ids]
