@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from arus.errors import NotFound, ValidationError
 from arus.ledger.access import LedgerScope
-from arus.ledger.commands import AccountRef, parse_account_ref, parse_as_of
+from arus.ledger.commands import AccountRef, parse_account_ref, parse_as_of, parse_instant
 from arus.ledger.schema import (
     accounts,
     balance_snapshots,
@@ -321,3 +321,72 @@ def balances_as_of(
         "closed_at": closed_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
         **snapshot.to_json(),
     }
+
+
+def _instant(raw: str | None) -> dt.datetime:
+    if raw is None:
+        raise ValidationError("at is required: an RFC 3339 date-time, e.g. 2026-12-01T12:00:00Z")
+    return parse_instant(raw, field="at")
+
+
+def _render_instant(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _posted_balance_at(account_id: Any, at: dt.datetime) -> sa.ColumnElement[Any]:
+    """The balance right after the account's last posting committed at or before `at`, 0 before
+    the first: one lookup in postings_account_instant_idx, however long the history."""
+    last = (
+        sa.select(postings.c.balance_after)
+        .where(postings.c.account_id == account_id, postings.c.created_at <= at)
+        .order_by(postings.c.created_at.desc(), postings.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return sa.func.coalesce(last, 0)
+
+
+def account_balance_at(
+    scope: LedgerScope, conn: Connection, raw_ref: str, raw_at: str | None
+) -> dict[str, Any]:
+    """`GET /v1/accounts/{id-or-code}/balance?at=`: the posted balance at that instant."""
+    at = _instant(raw_at)
+    rows = scope.fetch(
+        conn,
+        sa.select(accounts.c.id, _posted_balance_at(accounts.c.id, at).label("balance")).where(
+            _account_filter(scope, raw_ref)
+        ),
+    )
+    if not rows:
+        raise NotFound(f"no account {raw_ref}")
+    return {
+        "account_id": str(rows[0].id),
+        "at": _render_instant(at),
+        "balance": int(rows[0].balance),
+    }
+
+
+def balances_at(
+    scope: LedgerScope, conn: Connection, raw_at: str | None, *, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """`GET /v1/balances?at=`: every account's posted balance at that instant, by account code
+    (accounts created after `at` read 0)."""
+    at = _instant(raw_at)
+    after = decode_cursor(cursor, expect="code", kind=str)
+    body = sa.func.json_build_object(
+        "account_id", accounts.c.id,
+        "account_code", accounts.c.code,
+        "currency", accounts.c.currency,
+        "balance", _posted_balance_at(accounts.c.id, at),
+    )  # fmt: skip
+    query = (
+        sa.select(body.label("body"), accounts.c.code)
+        .where(accounts.c.ledger_id == scope.ledger_id)
+        .order_by(accounts.c.code)
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(accounts.c.code > after)
+    rows = scope.fetch(conn, query)
+    page = _page(rows, limit, lambda row: {"code": row.code})
+    return {"at": _render_instant(at), **page.to_json()}

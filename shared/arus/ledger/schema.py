@@ -58,6 +58,8 @@ balances = sa.Table(
     sa.Column("balance", sa.BigInteger, nullable=False),
     sa.Column("posting_count", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("pending_debits", sa.BigInteger, nullable=False),
+    sa.Column("pending_credits", sa.BigInteger, nullable=False),
 )
 
 entries = sa.Table(
@@ -72,6 +74,9 @@ entries = sa.Table(
     sa.Column("reverses", UUID(as_uuid=True)),
     sa.Column("idempotency_key", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("pending", sa.Boolean, nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("posts", UUID(as_uuid=True)),
 )
 
 postings = sa.Table(
@@ -86,6 +91,41 @@ postings = sa.Table(
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.Text, nullable=False),
     sa.Column("balance_after", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# A pending entry's lines (journal), its one outcome (journal), and its holds (working set).
+pending_postings = sa.Table(
+    "pending_postings",
+    metadata,
+    sa.Column("entry_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("position", sa.SmallInteger, primary_key=True),
+    sa.Column("ledger_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("account_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("direction", sa.Text, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+)
+
+pending_outcomes = sa.Table(
+    "pending_outcomes",
+    metadata,
+    sa.Column("entry_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("ledger_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+holds = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("entry_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("position", sa.SmallInteger, primary_key=True),
+    sa.Column("ledger_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("account_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("direction", sa.Text, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
 )
 
 outbox_events = sa.Table(

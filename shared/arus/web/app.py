@@ -14,7 +14,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask, Response, request
 from sqlalchemy.engine import Engine
@@ -284,9 +284,22 @@ def _register_reads(app: Flask, ledger: Resources) -> None:
     def trial_balance() -> Response:
         return read(reads.trial_balance)
 
+    @app.get("/v1/accounts/<ref>/balance")
+    def account_balance_at(ref: str) -> Response:
+        return read(reads.account_balance_at, ref, request.args.get("at"))
+
     @app.get("/v1/balances")
-    def balances_as_of() -> Response:
+    def balances() -> Response:
+        """`?as_of=YYYY-MM-DD`: a closed day's snapshot; `?at=<RFC 3339>`: balances then."""
+        if "at" in request.args:
+            if "as_of" in request.args:
+                return read(_refuse, "give as_of or at, not both")
+            return read(reads.balances_at, request.args.get("at"), paged=True)
         return read(reads.balances_as_of, request.args.get("as_of"), paged=True)
+
+
+def _refuse(_scope: object, _conn: object, message: str) -> NoReturn:
+    raise ValidationError(message)
 
 
 def _register_relay(app: Flask, ledger: Resources, *, at_root: bool) -> None:
