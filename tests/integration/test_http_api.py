@@ -815,7 +815,8 @@ def test_fingerprints_name_the_routes_the_app_serves(settings):
 
     served_app = web.create_app(settings, surfaces=("mutations",))
     served = {rule.rule for rule in served_app.url_map.iter_rules() if "POST" in rule.methods}
-    routes = {web.ACCOUNTS_ROUTE, web.ENTRIES_ROUTE, web.BATCH_ROUTE, web.REVERSE_ROUTE}
+    routes = {web.ACCOUNTS_ROUTE, web.ENTRIES_ROUTE, web.BATCH_ROUTE, web.REVERSE_ROUTE,
+              web.POST_PENDING_ROUTE, web.VOID_PENDING_ROUTE}  # fmt: skip
     assert served == routes
     entry_id = uuid.UUID(int=5)
     assert web.operation(web.REVERSE_ROUTE, entry_id=entry_id) == (

@@ -34,6 +34,7 @@ from typing import Any
 import grpc
 import pytest
 import sqlalchemy as sa
+from arus.ledger import gateway
 from arus.ledger.schema import outbox_events
 from arus.outbox.relay import drain
 from arus.outbox.transports import OutboxEvent, make_transport
@@ -262,7 +263,10 @@ def pending_rows(engine: sa.Engine, ledger_id: Any = None) -> int:
 
 @pytest.fixture
 def empty_outbox(engine: sa.Engine) -> None:
-    """Mark every pending outbox row of earlier tests published, so a run sees only ours."""
+    """Mark every pending outbox row of earlier tests published, so a run sees only ours
+    (their expired holds swept first: a relay run would sweep them and publish the events)."""
+    while gateway.expire_holds(engine, limit=10_000) > 0:
+        pass
     outcome = drain(engine, SinkTransport(), batch_size=10_000, time_budget_s=120)
     assert outcome.error is None
     assert pending_rows(engine) == 0
