@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -392,3 +392,84 @@ def parse_batch(body: object) -> NewBatch:
             continue
         items.append(item)
     return NewBatch(items=tuple(items), atomic=atomic)
+
+
+# --- list filters (SPEC §3): query parameters → typed filters ------------------------------
+
+ENTRY_STATUSES = ("posted", "pending", "voided", "expired")
+MAX_METADATA_FILTERS = 10
+_METADATA_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_PAGING = frozenset({"limit", "cursor"})
+
+
+@dataclass(frozen=True)
+class EntryFilters:
+    account: AccountRef | None = None
+    effective_from: dt.date | None = None
+    effective_to: dt.date | None = None
+    status: str | None = None
+    metadata: dict[str, str] | None = None  # every key must hold exactly this string
+
+
+@dataclass(frozen=True)
+class AccountFilters:
+    type: AccountType | None = None
+    currency: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+def _query_args(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    args: dict[str, str] = {}
+    for name, value in pairs:
+        if name in args:
+            raise ValidationError(f"query parameter {name} is given twice")
+        args[name] = value
+    return args
+
+
+def _filters(args: Mapping[str, str], allowed: frozenset[str]) -> dict[str, str] | None:
+    """Check the query's names; return its `metadata.<key>` filters (None when there are none)."""
+    metadata: dict[str, str] = {}
+    for name, value in args.items():
+        if name.startswith("metadata."):
+            key = name.removeprefix("metadata.")
+            if not _METADATA_KEY.fullmatch(key):
+                raise ValidationError(f"{name}: a metadata key is 1-64 of A-Za-z0-9_.:-")
+            metadata[key] = value
+        elif name not in allowed | _PAGING:
+            known = ", ".join(sorted(allowed | {"metadata.<key>"}))
+            raise ValidationError(f"unknown query parameter {name}; filters are {known}")
+    if len(metadata) > MAX_METADATA_FILTERS:
+        raise ValidationError(f"at most {MAX_METADATA_FILTERS} metadata filters")
+    return metadata or None
+
+
+def parse_entry_filters(pairs: Sequence[tuple[str, str]]) -> EntryFilters:
+    """`GET /v1/entries?account=&effective_from=&effective_to=&status=&metadata.<key>=`."""
+    args = _query_args(pairs)
+    metadata = _filters(args, frozenset({"account", "effective_from", "effective_to", "status"}))
+    status = args.get("status")
+    if status is not None and status not in ENTRY_STATUSES:
+        raise ValidationError(f"status must be one of {', '.join(ENTRY_STATUSES)}")
+    start = None if "effective_from" not in args else parse_date(
+        args["effective_from"], field="effective_from")  # fmt: skip
+    end = None if "effective_to" not in args else parse_date(
+        args["effective_to"], field="effective_to")  # fmt: skip
+    if start is not None and end is not None and start > end:
+        raise ValidationError("effective_from is after effective_to")
+    account = None if "account" not in args else parse_account_ref(
+        args["account"], field="account")  # fmt: skip
+    return EntryFilters(account, start, end, status, metadata)
+
+
+def parse_account_filters(pairs: Sequence[tuple[str, str]]) -> AccountFilters:
+    """`GET /v1/accounts?type=&currency=&metadata.<key>=`."""
+    args = _query_args(pairs)
+    metadata = _filters(args, frozenset({"type", "currency"}))
+    type_ = args.get("type")
+    if type_ is not None and type_ not in ACCOUNT_TYPES:
+        raise ValidationError(f"type must be one of {', '.join(ACCOUNT_TYPES)}")
+    currency = args.get("currency")
+    if currency is not None:
+        currency = parse_currency(currency, field="currency")
+    return AccountFilters(type_, currency, metadata)

@@ -21,13 +21,22 @@ from sqlalchemy.engine import Connection
 
 from arus.errors import NotFound, ValidationError
 from arus.ledger.access import LedgerScope
-from arus.ledger.commands import AccountRef, parse_account_ref, parse_as_of, parse_instant
+from arus.ledger.commands import (
+    AccountRef,
+    parse_account_filters,
+    parse_account_ref,
+    parse_as_of,
+    parse_entry_filters,
+    parse_instant,
+)
 from arus.ledger.schema import (
     accounts,
     balance_snapshots,
     balances,
     daily_closes,
     entries,
+    pending_outcomes,
+    pending_postings,
     postings,
 )
 from arus.rules import ACCOUNT_CODE_PATTERN, INT64_MAX
@@ -88,6 +97,12 @@ def _page(rows: Sequence[Any], limit: int, cursor_of: Callable[[Any], dict[str, 
     )
 
 
+def _account_ref_filter(scope: LedgerScope, ref: AccountRef) -> sa.ColumnElement[bool]:
+    if ref.account_id is not None:
+        return sa.and_(accounts.c.ledger_id == scope.ledger_id, accounts.c.id == ref.account_id)
+    return sa.and_(accounts.c.ledger_id == scope.ledger_id, accounts.c.code == ref.code)
+
+
 def _account_filter(scope: LedgerScope, raw_ref: str) -> sa.ColumnElement[bool]:
     """The account a path names, in the scope's ledger; a malformed ref matches nothing (404)."""
     try:
@@ -101,7 +116,16 @@ def _account_filter(scope: LedgerScope, raw_ref: str) -> sa.ColumnElement[bool]:
     return sa.and_(accounts.c.ledger_id == scope.ledger_id, accounts.c.code == ref.code)
 
 
-def list_accounts(scope: LedgerScope, conn: Connection, *, limit: int, cursor: str | None) -> Page:
+def list_accounts(
+    scope: LedgerScope,
+    conn: Connection,
+    query_args: Sequence[tuple[str, str]] = (),
+    *,
+    limit: int,
+    cursor: str | None,
+) -> Page:
+    """Accounts by code, filtered by type, currency and metadata (AND)."""
+    filters = parse_account_filters(query_args)
     after = decode_cursor(cursor, expect="code", kind=str)
     query = (
         sa.select(sa.func.arus_account_json(accounts.c.id).label("body"), accounts.c.code)
@@ -109,6 +133,12 @@ def list_accounts(scope: LedgerScope, conn: Connection, *, limit: int, cursor: s
         .order_by(accounts.c.code)
         .limit(limit + 1)
     )
+    if filters.type is not None:
+        query = query.where(accounts.c.type == filters.type)
+    if filters.currency is not None:
+        query = query.where(accounts.c.currency == filters.currency)
+    if filters.metadata:
+        query = query.where(accounts.c.metadata.contains(filters.metadata))
     if after is not None:
         query = query.where(accounts.c.code > after)
     rows = scope.fetch(conn, query)
@@ -172,8 +202,31 @@ def account_postings(
     return _page(found, limit, lambda row: {"posting": row.posting_id})
 
 
-def list_entries(scope: LedgerScope, conn: Connection, *, limit: int, cursor: str | None) -> Page:
-    """Entries, newest (highest ledger_seq) first."""
+def _status_is(status: str) -> sa.ColumnElement[bool]:
+    """An entry's status as it reads (arus_entry_json), as a condition on the entry and its
+    outcome (`pending_outcomes` left-joined)."""
+    now = sa.func.clock_timestamp()
+    unresolved = sa.and_(entries.c.pending, pending_outcomes.c.outcome.is_(None))
+    lapsed = sa.and_(entries.c.expires_at.is_not(None), entries.c.expires_at <= now)
+    return {
+        "posted": sa.or_(sa.not_(entries.c.pending), pending_outcomes.c.outcome == "posted"),
+        "pending": sa.and_(unresolved, sa.not_(lapsed)),
+        "voided": pending_outcomes.c.outcome == "voided",
+        "expired": sa.or_(pending_outcomes.c.outcome == "expired", sa.and_(unresolved, lapsed)),
+    }[status]
+
+
+def list_entries(
+    scope: LedgerScope,
+    conn: Connection,
+    query_args: Sequence[tuple[str, str]] = (),
+    *,
+    limit: int,
+    cursor: str | None,
+) -> Page:
+    """Entries, newest (highest ledger_seq) first, filtered by account, effective date range,
+    status and metadata (AND)."""
+    filters = parse_entry_filters(query_args)
     before = decode_cursor(cursor, expect="seq", kind=int)
     query = (
         sa.select(sa.func.arus_entry_json(entries.c.id).label("body"), entries.c.ledger_seq)
@@ -181,6 +234,31 @@ def list_entries(scope: LedgerScope, conn: Connection, *, limit: int, cursor: st
         .order_by(entries.c.ledger_seq.desc())
         .limit(limit + 1)
     )
+    if filters.account is not None:
+        # The account's entries: its postings and its pending postings, by their indexes.
+        account = scope.nested(
+            sa.select(accounts.c.id).where(_account_ref_filter(scope, filters.account))
+        ).scalar_subquery()
+        query = query.where(
+            entries.c.id.in_(
+                sa.union_all(
+                    sa.select(postings.c.entry_id).where(postings.c.account_id == account),
+                    sa.select(pending_postings.c.entry_id).where(
+                        pending_postings.c.account_id == account
+                    ),
+                )
+            )
+        )
+    if filters.effective_from is not None:
+        query = query.where(entries.c.effective_date >= filters.effective_from)
+    if filters.effective_to is not None:
+        query = query.where(entries.c.effective_date <= filters.effective_to)
+    if filters.status is not None:
+        query = query.outerjoin(
+            pending_outcomes, pending_outcomes.c.entry_id == entries.c.id
+        ).where(_status_is(filters.status))
+    if filters.metadata:
+        query = query.where(entries.c.metadata.contains(filters.metadata))
     if before is not None:
         query = query.where(entries.c.ledger_seq < before)
     rows = scope.fetch(conn, query)

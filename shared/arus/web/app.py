@@ -262,7 +262,7 @@ def _register_reads(app: Flask, ledger: Resources) -> None:
 
     @app.get("/v1/accounts")
     def list_accounts() -> Response:
-        return read(reads.list_accounts, paged=True)
+        return read(reads.list_accounts, _query(), paged=True)
 
     @app.get("/v1/accounts/<ref>")
     def get_account(ref: str) -> Response:
@@ -274,7 +274,7 @@ def _register_reads(app: Flask, ledger: Resources) -> None:
 
     @app.get("/v1/entries")
     def list_entries() -> Response:
-        return read(reads.list_entries, paged=True)
+        return read(reads.list_entries, _query(), paged=True)
 
     @app.get("/v1/entries/<entry_id>")
     def get_entry(entry_id: str) -> Response:
@@ -296,6 +296,11 @@ def _register_reads(app: Flask, ledger: Resources) -> None:
                 return read(_refuse, "give as_of or at, not both")
             return read(reads.balances_at, request.args.get("at"), paged=True)
         return read(reads.balances_as_of, request.args.get("as_of"), paged=True)
+
+
+def _query() -> list[tuple[str, str]]:
+    """The query string's name-value pairs, repeats kept (the filters refuse them)."""
+    return list(request.args.items(multi=True))
 
 
 def _refuse(_scope: object, _conn: object, message: str) -> NoReturn:
