@@ -113,6 +113,31 @@ def test_post_entry_replay_returns_the_same_entry(server, books):
         assert conflict.value.idempotency_key == "order-1"
 
 
+def test_holds_capture_release_filters_and_balance_at_as_typed_objects(server, books):
+    from arus_client.client import EntryNotPendingError, EntryNotPostedError
+
+    with ArusClient(server, books.write_key) as arus:
+        funding = arus.post_entry(transfer(1_000, "cash", "equity"), metadata={"kind": "funding"})
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        hold = arus.post_entry(transfer(300, "equity", "cash"), pending=True, expires_at=expires)
+        assert hold.status == "pending" and hold.expires_at is not None
+        cash = arus.get_account("cash")
+        assert (cash.balance, cash.pending_credits, cash.available_balance) == (1_000, 300, 700)
+        capture = arus.post_pending(hold.id, description="captured")
+        assert capture.posts == hold.id and arus.get_entry(hold.id).posted_by == capture.id
+        with pytest.raises(EntryNotPendingError):
+            arus.void_pending(hold.id)
+        release = arus.post_entry(transfer(50, "equity", "cash"), pending=True)
+        assert arus.void_pending(release.id).status == "voided"
+        with pytest.raises(EntryNotPostedError):
+            arus.reverse_entry(release.id)
+        assert [e.id for e in arus.list_entries(status="voided").data] == [release.id]
+        assert [e.id for e in arus.list_entries(metadata={"kind": "funding"}).data] == [funding.id]
+        assert [a.code for a in arus.list_accounts(type="equity").data] == ["equity"]
+        assert arus.balance_at("cash", funding.created_at) == 1_000
+        assert arus.balance_at("cash", capture.created_at) == 700
+
+
 def test_reverse_entry_then_second_reversal_is_already_reversed(server, books):
     with ArusClient(server, books.write_key) as arus:
         entry = arus.post_entry(transfer(300))

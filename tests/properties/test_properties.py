@@ -53,7 +53,7 @@ TWO_GROUP_SHAPES = ((1, 1), (1, 2), (2, 1))
 
 MACHINE_SETTINGS = hypothesis.settings(
     max_examples=40,
-    stateful_step_count=25,
+    stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -387,7 +387,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def pending_entries(self) -> list[str]:
         return [e.entry_id for e in self.model.entries.values() if e.pending]
 
-    def resolve(self, entry_id: str, action: str) -> None:
+    def resolve(self, entry_id: str, action: str, data: st.DataObject | None = None) -> None:
         predicted = self.model.predict_resolution(entry_id)
         key = self.fresh_key()
         path = f"/v1/entries/{entry_id}/{action}"
@@ -406,6 +406,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.sent.append(Sent(path, key, {}, answer))
         served = self.api.get(f"/v1/entries/{entry_id}", key=self.ledger.read_key).get_json()
         assert served["status"] == self.model.entries[entry_id].status, served
+        if data is not None and data.draw(st.integers(0, 2)) > 0:  # usually, a second try
+            self.resolve(entry_id, data.draw(st.sampled_from(("post", "void"))))
 
     @precondition(lambda self: any(e.pending for e in self.model.entries.values()))
     @rule(action=st.sampled_from(("post", "void")), data=st.data())
@@ -415,7 +417,13 @@ class LedgerMachine(RuleBasedStateMachine):
         every = self.pending_entries()
         active = [e for e in every if self.model.entries[e].status == "pending"]
         pool = active if active and data.draw(st.integers(0, 3)) > 0 else every
-        self.resolve(data.draw(st.sampled_from(pool)), action)
+        self.resolve(data.draw(st.sampled_from(pool)), action, data)
+
+    @precondition(lambda self: any(e.pending for e in self.model.entries.values()))
+    @rule(data=st.data())
+    def reverse_a_hold(self, data: st.DataObject) -> None:
+        """A pending entry, whatever its status, is never reversed: entry_not_posted."""
+        self.reverse_entry(data.draw(st.sampled_from(self.pending_entries())), data)
 
     @precondition(lambda self: self.expiring < MAX_EXPIRING_HOLDS)
     @rule(currency=st.sampled_from(CURRENCIES), data=st.data())

@@ -566,6 +566,13 @@ def new_idempotency_key() -> str:
     return f"arus-py-{uuid.uuid4().hex}"
 
 
+def _filters(*, metadata: Mapping[str, str] | None = None, **named: str | None) -> dict[str, str]:
+    """Query parameters of the list filters that are set (`metadata.<key>` for each key)."""
+    params = {name: value for name, value in named.items() if value is not None}
+    params.update({f"metadata.{key}": value for key, value in (metadata or {}).items()})
+    return params
+
+
 def _instant(value: dt.datetime | str) -> str:
     """An RFC 3339 instant; a datetime must carry its time zone."""
     if isinstance(value, str):
@@ -743,10 +750,24 @@ class ArusClient:
         return Account.from_json(self._get_json(f"/v1/accounts/{_segment(ref)}"))
 
     def list_accounts(
-        self, *, limit: int | None = None, cursor: str | None = None
+        self,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        type: AccountType | None = None,
+        currency: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> Page[Account]:
-        body = self._get_json("/v1/accounts", self._page_params(limit, cursor))
+        """Accounts by code; filters combine with AND (`metadata`: each key holds that value)."""
+        params = {**self._page_params(limit, cursor),
+                  **_filters(type=type, currency=currency, metadata=metadata)}  # fmt: skip
+        body = self._get_json("/v1/accounts", params)
         return Page([Account.from_json(a) for a in body["data"]], body.get("next_cursor"))
+
+    def balance_at(self, ref: str, at: dt.datetime | str) -> int:
+        """The account's posted balance right after the last posting committed by `at`."""
+        body = self._get_json(f"/v1/accounts/{_segment(ref)}/balance", {"at": _instant(at)})
+        return int(body["balance"])
 
     def iter_accounts(self, *, page_size: int = 100) -> Iterator[Account]:
         return self._iterate(lambda cursor: self.list_accounts(limit=page_size, cursor=cursor))
@@ -853,9 +874,23 @@ class ArusClient:
     def get_entry(self, entry_id: str) -> Entry:
         return Entry.from_json(self._get_json(f"/v1/entries/{_segment(entry_id)}"))
 
-    def list_entries(self, *, limit: int | None = None, cursor: str | None = None) -> Page[Entry]:
-        """Entries, newest (highest ledger_seq) first."""
-        body = self._get_json("/v1/entries", self._page_params(limit, cursor))
+    def list_entries(
+        self,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        account: str | None = None,
+        effective_from: dt.date | str | None = None,
+        effective_to: dt.date | str | None = None,
+        status: EntryStatus | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Page[Entry]:
+        """Entries, newest (highest ledger_seq) first; filters combine with AND."""
+        params = {**self._page_params(limit, cursor),
+                  **_filters(account=account, effective_from=_date(effective_from),
+                             effective_to=_date(effective_to), status=status,
+                             metadata=metadata)}  # fmt: skip
+        body = self._get_json("/v1/entries", params)
         return Page([Entry.from_json(e) for e in body["data"]], body.get("next_cursor"))
 
     def iter_entries(self, *, page_size: int = 100) -> Iterator[Entry]:

@@ -131,17 +131,20 @@ class Caller:
     def ledger_id(self) -> sa.ColumnElement[Any]:
         return self._caller.c.ledger_id
 
-    def fetch(self, conn: Connection, query: sa.Select[Any]) -> Sequence[sa.Row[Any]]:
+    def statement(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        """`query` behind the key check, as `fetch` runs it."""
         # A LEFT JOIN that also returns the caller's column: PostgreSQL may drop a join it
         # proves empty (a WHERE false) or an output nobody reads, and then the key would go
         # unchecked. This way the caller's row is always computed, with q's columns NULL
         # when q finds nothing; `arus_row` tells those apart.
         scoped = query.add_columns(sa.literal(True).label("arus_row")).lateral("q")
-        statement = sa.select(scoped, self._caller.c.ledger_id.label("arus_caller")).select_from(
+        return sa.select(scoped, self._caller.c.ledger_id.label("arus_caller")).select_from(
             self._caller.outerjoin(scoped, sa.true())
         )
+
+    def fetch(self, conn: Connection, query: sa.Select[Any]) -> Sequence[sa.Row[Any]]:
         with domain_errors():
-            rows = conn.execute(statement).all()
+            rows = conn.execute(self.statement(query)).all()
         return [row for row in rows if row.arus_row is not None]
 
     def nested(self, query: sa.Select[Any]) -> sa.Select[Any]:

@@ -1,0 +1,160 @@
+"""The plans of the filtered reads and of balances at an instant, on a ledger of 100,000+ postings.
+
+    python loadtest/explain_reads.py --out docs/reports/explain-reads.md
+
+A scratch embedded PostgreSQL (the `make bench` set-up: 10,000 accounts), then 60,000 entries
+(120,000 postings) through the engine's batch call: effective dates over 60 days, metadata on
+every entry, one hold in fifty. After VACUUM ANALYZE, each read runs exactly as the API runs it
+(the statement `arus.ledger.reads` builds, behind the key check of `access.Caller`) under
+`EXPLAIN (ANALYZE, BUFFERS)`, and the report keeps each plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from arus.errors import NotFound
+from arus.ledger import reads
+from arus.ledger.access import Caller, Credentials
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ClauseElement, Executable
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench import Bench
+
+ENTRIES, BATCH = 60_000, 1_000
+DAYS = 60
+
+
+class Explain(Executable, ClauseElement):
+    inherit_cache = False
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+
+
+@compiles(Explain)
+def _explain(element: Explain, compiler: Any, **kw: Any) -> str:
+    return "EXPLAIN (ANALYZE, BUFFERS) " + compiler.process(element.statement, **kw)
+
+
+class ExplainingCaller(Caller):
+    """A Caller whose reads are explained instead of answered."""
+
+    plans: list[str]
+
+    def fetch(self, conn: Any, query: Any) -> list[Any]:
+        rows = conn.execute(Explain(self.statement(query))).scalars().all()
+        self.plans.append("\n".join(rows))
+        return []
+
+
+def load(bench: Bench) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    for start in range(0, ENTRIES, BATCH):
+        items = []
+        for n in range(start, start + BATCH):
+            pending = n % 50 == 0
+            items.append({
+                "key": f"load-{n}", "fingerprint": f"load-{n}",
+                "effective_date": (today - dt.timedelta(days=n % DAYS)).isoformat(),
+                "metadata": {"order": f"o{n}", "channel": ("web", "pos", "api")[n % 3]},
+                "pending": pending, "expires_at": None,
+                "lines": [{"account_code": f"c{1 + n % 10_000}", "direction": "debit", "amount": 1},
+                          {"account_code": f"c{1 + (n * 7) % 10_000}", "direction": "credit",
+                           "amount": 1}],
+            })  # fmt: skip
+        bench.sql(
+            "SELECT arus_post_batch('{}', decode('{}', 'hex'), '{}'::jsonb, false)".format(
+                bench.key_id, bench.secret_hash, json.dumps(items).replace("'", "''")
+            )
+        )
+    bench.sql("VACUUM ANALYZE")
+
+
+def explain(bench: Bench) -> list[tuple[str, str, str]]:
+    key_id, secret = bench.read_key.removeprefix("arus_").split("_", 1)
+    import hashlib
+
+    credentials = Credentials(key_id=key_id, secret_hash=hashlib.sha256(secret.encode()).digest())
+    today = dt.datetime.now(dt.UTC).date()
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    reads_to_explain: list[tuple[str, str, Any]] = [
+        ("GET /v1/entries?account=c42", "postings_account_idx, pending_postings_account_idx",
+         lambda s, c: reads.list_entries(s, c, [("account", "c42")], limit=50, cursor=None)),
+        ("GET /v1/entries?effective_from=&effective_to= (one day)", "entries_effective_idx",
+         lambda s, c: reads.list_entries(s, c, [("effective_from", today.isoformat()),
+                                                ("effective_to", today.isoformat())],
+                                         limit=50, cursor=None)),
+        ("GET /v1/entries?status=pending", "entries_pending_idx",
+         lambda s, c: reads.list_entries(s, c, [("status", "pending")], limit=50, cursor=None)),
+        ("GET /v1/entries?metadata.order=o4242", "entries_metadata_idx",
+         lambda s, c: reads.list_entries(s, c, [("metadata.order", "o4242")], limit=50,
+                                         cursor=None)),
+        ("GET /v1/accounts?type=asset&currency=USD", "accounts_type_idx",
+         lambda s, c: reads.list_accounts(s, c, [("type", "asset"), ("currency", "USD")],
+                                          limit=50, cursor=None)),
+        ("GET /v1/accounts/c42/balance?at=", "postings_account_instant_idx",
+         lambda s, c: reads.account_balance_at(s, c, "c42", now)),
+        ("GET /v1/balances?at= (a page of 50)", "postings_account_instant_idx",
+         lambda s, c: reads.balances_at(s, c, now, limit=50, cursor=None)),
+    ]  # fmt: skip
+    out = []
+    with bench.db._connect() as conn:
+        for title, index, run in reads_to_explain:
+            caller = ExplainingCaller(credentials, "read")
+            object.__setattr__(caller, "plans", [])
+            try:
+                run(caller, conn)
+            except NotFound:  # an explained read returns no rows
+                pass
+            plan = caller.plans[-1]
+            assert index.split(",")[0] in plan, f"{title}: {index} not in the plan\n{plan}"
+            out.append((title, index, plan))
+            print(f"{title}: uses {index}", flush=True)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("build/explain-reads.md"))
+    args = parser.parse_args()
+    bench = Bench(argparse.Namespace(duration=1, only="pgbench"),
+                  Path(tempfile.mkdtemp(prefix="arus-explain-")))  # fmt: skip
+    try:
+        bench.setup()
+        load(bench)
+        postings = bench.sql("SELECT count(*) FROM postings")[0][0]
+        pending = bench.sql("SELECT count(*) FROM pending_postings")[0][0]
+        plans = explain(bench)
+    finally:
+        bench.db.stop()
+        shutil.rmtree(bench.work, ignore_errors=True)
+    lines = [
+        "# Plans of the filtered reads and of balances at an instant",
+        "",
+        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d} with `python loadtest/explain_reads.py "
+        f"--out {args.out}` (embedded PostgreSQL 18, 2 cores): one ledger of 10,001 accounts, "
+        f"{ENTRIES:,} entries, {postings:,} postings and {pending:,} pending postings, effective "
+        f"dates over {DAYS} days, after VACUUM ANALYZE. Each plan is the statement the API runs "
+        "(the read behind the key check), from `EXPLAIN (ANALYZE, BUFFERS)`; the script fails "
+        "if a plan does not use the index named.",
+        "",
+    ]
+    for title, index, plan in plans:
+        lines += [f"## {title}", "", f"Index: `{index}`.", "", "```", plan, "```", ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
