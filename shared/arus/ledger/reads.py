@@ -249,10 +249,14 @@ def list_entries(
                 )
             )
         )
-    if filters.effective_from is not None:
-        query = query.where(entries.c.effective_date >= filters.effective_from)
-    if filters.effective_to is not None:
-        query = query.where(entries.c.effective_date <= filters.effective_to)
+    if filters.effective_from is not None and filters.effective_from == filters.effective_to:
+        # One day as an equality: entries_effective_idx then yields it in ledger_seq order.
+        query = query.where(entries.c.effective_date == filters.effective_from)
+    else:
+        if filters.effective_from is not None:
+            query = query.where(entries.c.effective_date >= filters.effective_from)
+        if filters.effective_to is not None:
+            query = query.where(entries.c.effective_date <= filters.effective_to)
     if filters.status is not None:
         query = query.outerjoin(
             pending_outcomes, pending_outcomes.c.entry_id == entries.c.id
