@@ -96,7 +96,7 @@ ENGINE_CALL = (
     "md5(random()::text), NULL, current_date, '{{}}'::jsonb, "
     "jsonb_build_array(jsonb_build_object('account_code', {debit}, 'direction', 'debit', "
     "'amount', 1), jsonb_build_object('account_code', {credit}, 'direction', 'credit', "
-    "'amount', 1)));\n"
+    "'amount', 1)), false, NULL);\n"
 )
 ENGINE_SCRIPT = {
     "uniform": "\\set a random(1, 10000)\n\\set b random(1, 10000)\n"
