@@ -109,6 +109,13 @@ class PeriodClosed(ArusError):
     code, status = "period_closed", 422
 
 
+class ServiceUnavailable(ArusError):
+    """The database is unreachable, or cancelled the work (a timeout): retry after a moment."""
+
+    code, status = "service_unavailable", 503
+    retry_after_s: ClassVar[int] = 1
+
+
 # Codes the engine or the commands raise, by code; `method_not_allowed` and `internal` are
 # answered by the web layer only.
 BY_CODE: dict[str, type[ArusError]] = {
@@ -132,6 +139,7 @@ BY_CODE: dict[str, type[ArusError]] = {
         PendingExpired,
         EntryNotPosted,
         PeriodClosed,
+        ServiceUnavailable,
     )
 }
 
@@ -171,6 +179,36 @@ def from_database(orig: BaseException) -> ArusError | None:
             }[cls]
         )
     return None
+
+
+# SQLSTATEs that mean "not now" rather than "wrong": the server cancelled a statement
+# (statement_timeout), gave up waiting for a lock (lock_timeout), ended an idle transaction,
+# is shutting down or starting, or has no connection slot left; class 08 is the connection.
+_UNAVAILABLE_STATES = frozenset({"57014", "55P03", "25P03", "57P01", "57P02", "57P03", "53300"})
+
+
+def unavailable(exc: BaseException) -> ServiceUnavailable | None:
+    """The 503 a database failure stands for, or None if it is not one (a bug stays a 500)."""
+    if isinstance(exc, sa.exc.TimeoutError):  # no pooled connection came free in time
+        return ServiceUnavailable("the ledger is busy; retry shortly")
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return None
+    if isinstance(exc, sa.exc.InterfaceError) or exc.connection_invalidated:
+        return ServiceUnavailable("the ledger database cannot be reached; retry shortly")
+    fields = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+    state = str(fields.get("C", "")) if isinstance(fields, dict) else ""
+    if state in _UNAVAILABLE_STATES or state.startswith("08"):
+        return ServiceUnavailable("the ledger database did not answer in time; retry shortly")
+    if isinstance(exc, sa.exc.OperationalError) and not state:
+        return ServiceUnavailable("the ledger database cannot be reached; retry shortly")
+    return None
+
+
+def sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE of a database error ('' if none): safe to log, it carries no values."""
+    orig = getattr(exc, "orig", None)
+    fields = orig.args[0] if orig is not None and orig.args else None
+    return str(fields.get("C", "")) if isinstance(fields, dict) else ""
 
 
 @contextmanager

@@ -61,6 +61,7 @@ ERROR_STATUS: dict[str, int] = {
     "idempotency_key_required": 422,
     "period_closed": 422,
     "internal": 500,
+    "service_unavailable": 503,
 }
 # HINTs the engine raises that are guards, never an answer: the append-only triggers fire only
 # if code other than the engine writes to the journal, which is a bug (a 500, logged).

@@ -95,6 +95,9 @@ def test_missing_configuration_is_a_clear_error(tmp_path):
     assert result.returncode == 2 and "ARUS_DATABASE_URL" in result.stderr
 
 
+OPERATOR = "operator-token-" + "x" * 32
+
+
 def test_serve_answers_every_surface(database_url):
     ledger = json.loads(run("ledger", "create", "served").stdout)
     port = free_port()
@@ -104,7 +107,7 @@ def test_serve_answers_every_surface(database_url):
     server = subprocess.Popen(
         [*ARUS, "serve", "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "ARUS_RELAY_TIME_BUDGET_S": "2"},
+        env={**os.environ, "ARUS_RELAY_TIME_BUDGET_S": "2", "ARUS_OPERATOR_TOKEN": OPERATOR},
     )  # fmt: skip
     try:
         wait_for_port(port, server)
@@ -115,6 +118,8 @@ def test_serve_answers_every_surface(database_url):
         status, body = http("GET", f"{base}/v1/accounts/cash", ledger["read_key"])
         assert status == 200 and body["balance"] == 0
         status, body = http("POST", f"{base}/jobs/relay", ledger["read_key"])
+        assert status == 401 and body["error"]["code"] == "unauthenticated"  # a key is no operator
+        status, body = http("POST", f"{base}/jobs/relay", OPERATOR)
         assert status == 200 and body["error"] is None
     finally:
         server.terminate()

@@ -225,6 +225,12 @@ class InternalServerError(ServerError):
     CODE = "internal"
 
 
+class ServiceUnavailableError(ServerError):
+    """503: the ledger's database is unreachable or timed out; retried with Retry-After."""
+
+    CODE = "service_unavailable"
+
+
 ERRORS_BY_CODE: dict[str, type[ArusApiError]] = {
     cls.CODE: cls
     for cls in (
@@ -248,6 +254,7 @@ ERRORS_BY_CODE: dict[str, type[ArusApiError]] = {
         EntryNotPostedError,
         PeriodClosedError,
         InternalServerError,
+        ServiceUnavailableError,
     )
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 TRANSPORTS = ("log", "kafka", "pubsub")
 
@@ -25,6 +25,10 @@ class Settings:
     db_ip_type: str = "public"
     db_pool_size: int = 5
     db_max_overflow: int = 2
+    # Bounds on every session (0 turns one off): a statement, a lock wait, an idle transaction.
+    db_statement_timeout_ms: int = 10_000
+    db_lock_timeout_ms: int = 5_000
+    db_idle_in_transaction_timeout_ms: int = 30_000
     outbox_transport: str = "log"
     kafka_bootstrap: str | None = None
     kafka_topic: str = "arus.ledger.events"
@@ -35,6 +39,9 @@ class Settings:
     max_batch_body_bytes: int = 8 * 1024 * 1024
     log_format: str = "text"
     log_level: str = "INFO"
+    # Bearer token for the job routes of `arus serve` (unset: they are not served). The relay
+    # and daily_close functions on Google Cloud are gated by IAM instead.
+    operator_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.outbox_transport not in TRANSPORTS:
@@ -52,6 +59,15 @@ class Settings:
             raise ConfigError("ARUS_LOG_FORMAT must be json or text")
         if not 0 < self.relay_time_budget_s <= 3600:
             raise ConfigError("ARUS_RELAY_TIME_BUDGET_S must be in (0, 3600]")
+        if self.operator_token is not None and len(self.operator_token) < 32:
+            raise ConfigError("ARUS_OPERATOR_TOKEN must be at least 32 characters")
+        for name, value in (
+            ("ARUS_DB_STATEMENT_TIMEOUT_MS", self.db_statement_timeout_ms),
+            ("ARUS_DB_LOCK_TIMEOUT_MS", self.db_lock_timeout_ms),
+            ("ARUS_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", self.db_idle_in_transaction_timeout_ms),
+        ):
+            if not 0 <= value <= 3_600_000:
+                raise ConfigError(f"{name} must be between 0 and 3600000 (ms; 0 is no limit)")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -92,6 +108,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_ip_type=(env.get("ARUS_DB_IP_TYPE") or "public").lower(),
         db_pool_size=_int(env, "ARUS_DB_POOL_SIZE", 5),
         db_max_overflow=_int(env, "ARUS_DB_MAX_OVERFLOW", 2),
+        db_statement_timeout_ms=_int(env, "ARUS_DB_STATEMENT_TIMEOUT_MS", 10_000),
+        db_lock_timeout_ms=_int(env, "ARUS_DB_LOCK_TIMEOUT_MS", 5_000),
+        db_idle_in_transaction_timeout_ms=_int(
+            env, "ARUS_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 30_000
+        ),
         outbox_transport=(env.get("ARUS_OUTBOX_TRANSPORT") or "log").lower(),
         kafka_bootstrap=env.get("ARUS_KAFKA_BOOTSTRAP") or None,
         kafka_topic=env.get("ARUS_KAFKA_TOPIC") or "arus.ledger.events",
@@ -103,4 +124,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         # Cloud Run sets K_SERVICE: log JSON there so Cloud Logging reads severity and fields.
         log_format=(env.get("ARUS_LOG_FORMAT") or ("json" if env.get("K_SERVICE") else "text")),
         log_level=(env.get("ARUS_LOG_LEVEL") or "INFO").upper(),
+        operator_token=env.get("ARUS_OPERATOR_TOKEN") or None,
     )

@@ -55,6 +55,8 @@ def create_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
         # gateway retries on a fresh one (arus.ledger.gateway.call_engine). Jobs keep the ping.
         "pool_pre_ping": not autocommit,
         "pool_recycle": 1800,
+        # Errors never carry bound values (descriptions, postings, keys) into logs.
+        "hide_parameters": True,
     }
     if settings.cloudsql_instance:
         from arus.platform.cloudsql import cloudsql_creator
@@ -68,6 +70,7 @@ def create_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
     else:
         raise ConfigError("set ARUS_DATABASE_URL, or ARUS_CLOUDSQL_INSTANCE on Google Cloud")
     sa.event.listen(engine, "handle_error", _discard_connection_on_driver_fault)
+    sa.event.listen(engine, "connect", _session_bounds(settings))
     if autocommit:
         # Each statement is its own transaction at the session's default level: pin it to
         # READ COMMITTED so a server-wide default of SERIALIZABLE cannot change the engine.
@@ -85,6 +88,27 @@ def _discard_connection_on_driver_fault(context: sa.engine.ExceptionContext) -> 
     if not isinstance(context.original_exception, context.dialect.loaded_dbapi.Error):
         context.is_disconnect = True
         context.invalidate_pool_on_disconnect = False
+
+
+def _session_bounds(settings: Settings) -> Any:
+    """Per connection: how long a statement may run, a lock be waited for, a transaction sit
+    idle. Past them PostgreSQL cancels the work, and the API answers 503 (arus.web.app)."""
+    statements = (
+        f"SET statement_timeout = {int(settings.db_statement_timeout_ms)}",
+        f"SET lock_timeout = {int(settings.db_lock_timeout_ms)}",
+        "SET idle_in_transaction_session_timeout = "
+        f"{int(settings.db_idle_in_transaction_timeout_ms)}",
+    )
+
+    def apply(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        for statement in statements:
+            cursor.execute(statement)
+        cursor.close()
+        if not getattr(dbapi_connection, "autocommit", False):
+            dbapi_connection.commit()  # SET is transactional: keep it past the pool's rollback
+
+    return apply
 
 
 def _pin_read_committed(dbapi_connection: Any, _record: Any) -> None:

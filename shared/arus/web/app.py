@@ -1,21 +1,23 @@
 """HTTP: one Flask routing layer for every function (SPEC §3).
 
 `create_app` with every surface is what `arus serve` runs; each function serves one surface
-(`arus.web.functions`). Job routes
-carry no API key: on Google Cloud only the scheduler's service account may invoke those
-functions (IAM, OIDC); locally `arus serve` binds to 127.0.0.1. Handlers only
-parse, authenticate, call a use case and render; errors are domain exceptions turned into
-`{"error": {code, message}}` in one place.
+(`arus.web.functions`). Job routes carry no API key: `arus serve` demands the operator token
+and serves them only when one is set; on Google Cloud only the scheduler's service account may
+invoke the job functions (IAM, OIDC). Handlers only parse, authenticate, call a use case and
+render; errors are domain exceptions turned into `{"error": {code, message}}` in one place,
+and a database that is down or timing out is 503 `service_unavailable` with Retry-After.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
+import sqlalchemy as sa
 from flask import Flask, Response, request
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -25,7 +27,11 @@ from arus.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthenticated,
     ValidationError,
+    sqlstate,
+    unavailable,
 )
 from arus.ledger import commands, gateway, reads
 from arus.ledger.access import Caller, Credentials, authorize, parse_credentials
@@ -303,14 +309,51 @@ def _query() -> list[tuple[str, str]]:
     return list(request.args.items(multi=True))
 
 
+def _register_health(app: Flask, ledger: Resources) -> None:
+    """`/healthz`: the process answers (no key, no database). `/readyz`: so does the database."""
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return json_response({"status": "ok"}, 200)
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        with ledger.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return json_response({"status": "ready"}, 200)
+
+
 def _refuse(_scope: object, _conn: object, message: str) -> NoReturn:
     raise ValidationError(message)
 
 
-def _register_relay(app: Flask, ledger: Resources, *, at_root: bool) -> None:
+JobsGate = Literal["operator_token", "iam"]
+
+
+def _operator_check(settings: Settings, gate: JobsGate) -> Callable[[], None] | None:
+    """What a job route runs first to let only the operator through; None: no job routes."""
+    if gate == "iam":
+        return lambda: None
+    token = settings.operator_token
+    if token is None:
+        return None
+    expected = f"Bearer {token}".encode()
+
+    def check() -> None:
+        given = (request.headers.get("Authorization") or "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise Unauthenticated("job routes need Authorization: Bearer <ARUS_OPERATOR_TOKEN>")
+
+    return check
+
+
+def _register_relay(
+    app: Flask, ledger: Resources, operator: Callable[[], None], *, at_root: bool
+) -> None:
     """`POST /jobs/relay`: one relay run (Cloud Scheduler calls it every minute with OIDC)."""
 
     def run_relay() -> Response:
+        operator()
         from arus.outbox import relay
 
         outcome = relay.run_once(ledger.settings)
@@ -326,10 +369,13 @@ def _register_relay(app: Flask, ledger: Resources, *, at_root: bool) -> None:
         app.add_url_rule("/", "relay_root", run_relay, methods=["POST"])
 
 
-def _register_close(app: Flask, ledger: Resources, *, at_root: bool) -> None:
+def _register_close(
+    app: Flask, ledger: Resources, operator: Callable[[], None], *, at_root: bool
+) -> None:
     """`POST /jobs/daily-close` with optional `{"date": "YYYY-MM-DD"}` (default yesterday)."""
 
     def run_close() -> Response:
+        operator()
         from arus.jobs import close
 
         body = read_json_body(required=False, max_bytes=ledger.settings.max_body_bytes)
@@ -352,8 +398,19 @@ def _register_close(app: Flask, ledger: Resources, *, at_root: bool) -> None:
 
 def error_response(exc: Exception) -> Response:
     """The answer to any exception a route raises: the API error body, never a traceback."""
+    if isinstance(exc, ServiceUnavailable):
+        return json_response(exc.to_json(), exc.status, {"Retry-After": str(exc.retry_after_s)})
     if isinstance(exc, ArusError):
         return json_response(exc.to_json(), exc.status)
+    down = unavailable(exc)
+    if down is not None:
+        # One line, and no request values: the class and SQLSTATE say what the database did.
+        log.warning(
+            "database unavailable on %s %s: %s %s",
+            request.method, request.url_rule.rule if request.url_rule else "?",
+            type(exc).__name__, sqlstate(exc) or "-",
+        )  # fmt: skip
+        return error_response(down)
     if isinstance(exc, HTTPException):
         mapped: ArusError
         if isinstance(exc, RequestEntityTooLarge):
@@ -375,8 +432,19 @@ def error_response(exc: Exception) -> Response:
     )
 
 
-def create_app(settings: Settings | None = None, *, surfaces: Iterable[str] = SURFACES) -> Flask:
-    """A Flask app serving the given surfaces (mutations, reads, jobs) of the ledger."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    surfaces: Iterable[str] = SURFACES,
+    jobs_gate: JobsGate = "operator_token",
+) -> Flask:
+    """A Flask app serving the given surfaces (mutations, reads, jobs) of the ledger.
+
+    Job routes answer only the operator (SPEC §3.4): with `jobs_gate="operator_token"` (what
+    `arus serve` runs) they demand `Authorization: Bearer <ARUS_OPERATOR_TOKEN>` and are not
+    served at all when no token is set; `"iam"` is for the relay and daily_close functions,
+    which Cloud Run's IAM lets only the scheduler's service account invoke.
+    """
     surfaces = tuple(surfaces)
     unknown = set(surfaces) - set(SURFACES)
     assert not unknown, f"unknown surfaces {unknown}"
@@ -384,16 +452,21 @@ def create_app(settings: Settings | None = None, *, surfaces: Iterable[str] = SU
     ledger = Resources(settings)
     limits = settings or ledger.settings
     # The largest body any route takes; each route then holds its own limit (read_json_body).
-    app.config["MAX_CONTENT_LENGTH"] = max(limits.max_body_bytes, limits.max_batch_body_bytes)
+    # One byte more, so a chunked body one byte over a route's limit still reaches the route
+    # (read_json_body), which then refuses it as 413 instead of reading a cut-off body.
+    app.config["MAX_CONTENT_LENGTH"] = max(limits.max_body_bytes, limits.max_batch_body_bytes) + 1
     if "mutations" in surfaces:
         _register_mutations(app, ledger)
     if "reads" in surfaces:
         _register_reads(app, ledger)
     # A job function deployed on its own answers at its root URL too (what Scheduler calls).
     alone = len(surfaces) == 1
-    if "relay" in surfaces:
-        _register_relay(app, ledger, at_root=alone)
-    if "close" in surfaces:
-        _register_close(app, ledger, at_root=alone)
+    operator = _operator_check(ledger.settings if settings is None else settings, jobs_gate)
+    if operator is not None:
+        if "relay" in surfaces:
+            _register_relay(app, ledger, operator, at_root=alone)
+        if "close" in surfaces:
+            _register_close(app, ledger, operator, at_root=alone)
+    _register_health(app, ledger)
     app.register_error_handler(Exception, error_response)
     return app

@@ -43,7 +43,8 @@ def _app_for(surface: str) -> Flask:
         if surface not in _apps:
             settings = load_settings()
             logs.configure(log_format=settings.log_format, level=settings.log_level)
-            _apps[surface] = create_app(settings, surfaces=(surface,))
+            # On Google Cloud, IAM lets only the scheduler invoke the job functions.
+            _apps[surface] = create_app(settings, surfaces=(surface,), jobs_gate="iam")
         return _apps[surface]
 
 
