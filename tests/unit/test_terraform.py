@@ -85,6 +85,7 @@ class Config:
     path: Path
     resources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     data: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    ephemerals: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     variables: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     locals: dict[str, Any] = field(default_factory=dict)
@@ -120,6 +121,10 @@ def load(directory: Path) -> Config:
             for kind, named in block.items():
                 for name, body in named.items():
                     config.data[(kind, name)] = body
+        for block in parsed.get("ephemeral", []):
+            for kind, named in block.items():
+                for name, body in named.items():
+                    config.ephemerals[(kind, name)] = body
         for block in parsed.get("variable", []):
             config.variables.update(block)
         for block in parsed.get("output", []):
@@ -267,7 +272,8 @@ def test_layout_is_six_modules_and_two_environments_that_compose_them(
     assert found_envs == set(ENVIRONMENTS)
     sources = {module["source"] for module in stack.modules.values()}
     assert sources == {f"../{m}" for m in MODULES}, f"the stack composes {sources}"
-    assert not stack.resources and not stack.data, "the stack only composes modules"
+    # Beside the module calls, only the project's APIs (enabled before any module runs).
+    assert set(stack.resources) == {("google_project_service", "enabled")} and not stack.data
     for required in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
         assert (TERRAFORM / "modules" / STACK / required).is_file(), (STACK, required)
     for name, env in environments.items():
@@ -433,14 +439,26 @@ def test_the_password_is_generated_and_never_output_in_clear(
     modules: dict[str, Config], environments: dict[str, Environment], everything: list[Config]
 ) -> None:
     secrets = modules["secrets"]
-    assert secrets.resource("random_password", "db")["length"] >= 24
+    # Ephemeral, and written only through write-only arguments: in neither plan nor state.
+    assert ("random_password", "db") not in secrets.resources
+    assert secrets.ephemerals[("random_password", "db")]["length"] >= 24
     version = secrets.resource("google_secret_manager_secret_version", "db_password")
-    assert version["secret_data"] == "${random_password.db.result}"
+    assert "secret_data" not in version
+    assert version["secret_data_wo"] == "${ephemeral.random_password.db.result}"
+    assert version["secret_data_wo_version"] == "${var.password_version}"
+    assert secrets.outputs["password"]["ephemeral"] is True
+    user = modules["cloud_sql"].resource("google_sql_user", "ledger")
+    assert "password" not in user
+    assert user["password_wo"] == "${var.user_password}"
+    assert user["password_wo_version"] == "${var.user_password_version}"
+    assert modules["cloud_sql"].variables["user_password"]["ephemeral"] is True
     for config in everything:
         for name, output in config.outputs.items():
             value = str(output["value"])
             if "password.db.result" in value or value.endswith(".password}"):
-                assert output.get("sensitive") is True, f"{config.path}: output {name}"
+                # Ephemeral (never in state) or at least sensitive.
+                hidden = output.get("ephemeral") is True or output.get("sensitive") is True
+                assert hidden, f"{config.path}: output {name}"
     for name, env in environments.items():
         # The environment's outputs forward the stack's, one to one; what the stack outputs is
         # what the environment exposes.
@@ -450,6 +468,9 @@ def test_the_password_is_generated_and_never_output_in_clear(
         exposed = " ".join(str(o["value"]) for o in env.stack.outputs.values())
         assert "module.secrets.password" not in exposed, name
         assert env.modules["cloud_sql"]["user_password"] == "${module.secrets.password}"
+        assert env.modules["cloud_sql"]["user_password_version"] == (
+            "${module.secrets.password_version}"
+        )
 
 
 def test_source_objects_are_named_after_the_archive_hash(modules: dict[str, Config]) -> None:
@@ -575,7 +596,7 @@ def test_cloud_sql_has_backups_point_in_time_recovery_and_tls(modules: dict[str,
 
 def test_pubsub_subscription_orders_and_dead_letters(modules: dict[str, Config]) -> None:
     pubsub = modules["pubsub"]
-    assert pubsub.variables["topic_name"]["default"] == "arus-ledger-events"
+    assert "default" not in pubsub.variables["topic_name"], "the stack names it per environment"
     events = pubsub.resource("google_pubsub_topic", "events")
     assert events["message_retention_duration"] == "${var.topic_message_retention}"
     subscription = pubsub.resource("google_pubsub_subscription", "example")
@@ -701,3 +722,82 @@ def test_terraform_fmt_is_clean() -> None:
         check=False,
     )
     assert result.returncode == 0, f"terraform fmt found changes:\n{result.stdout}{result.stderr}"
+
+
+# --- from the review against the google provider's schema (issue 11) ----------------------------
+
+
+def test_a_grown_disk_never_plans_a_replacement(modules: dict[str, Config]) -> None:
+    instance = modules["cloud_sql"].resource("google_sql_database_instance", "ledger")
+    assert one(instance, "settings")["disk_autoresize"] is True
+    assert one(instance, "lifecycle")["ignore_changes"] == ["${settings[0].disk_size}"]
+
+
+def test_pubsub_names_carry_the_environment_prefix(
+    environments: dict[str, Environment], modules: dict[str, Config]
+) -> None:
+    names = {}
+    for name, env in environments.items():
+        topic = env.value(env.modules["pubsub"]["topic_name"])
+        assert topic == f"arus-{name}-ledger-events", (name, topic)
+        names[name] = topic
+    assert len(set(names.values())) == len(names), "dev and prod in one project must not collide"
+    pubsub = modules["pubsub"]
+    for kind in ("google_pubsub_topic", "google_pubsub_subscription"):
+        for resource, body in pubsub.resources_of(kind).items():
+            assert body["name"].startswith("${var.topic_name}"), (kind, resource, body["name"])
+
+
+def test_the_service_agent_grant_is_recreated_with_its_subscription(
+    modules: dict[str, Config],
+) -> None:
+    grant = modules["pubsub"].resource(
+        "google_pubsub_subscription_iam_member", "example_subscriber"
+    )
+    assert one(grant, "lifecycle")["replace_triggered_by"] == [
+        "${google_pubsub_subscription.example}"
+    ]
+
+
+def test_the_stack_enables_its_apis_before_any_module(environments: dict[str, Environment]) -> None:
+    stack = next(iter(environments.values())).stack
+    services = stack.resource("google_project_service", "enabled")
+    assert services["for_each"] == "${local.services}" and services["disable_on_destroy"] is False
+    text = str(stack.locals["services"])
+    for api in ("sqladmin", "secretmanager", "pubsub", "run", "cloudfunctions",
+                "cloudscheduler", "cloudbuild", "artifactregistry", "iam"):  # fmt: skip
+        assert f"{api}.googleapis.com" in text, api
+    for name, call in stack.modules.items():
+        assert "google_project_service.enabled" in str(call.get("depends_on")), name
+
+
+def test_the_instance_is_labelled_and_prod_keeps_backups_on_delete(
+    modules: dict[str, Config], environments: dict[str, Environment]
+) -> None:
+    settings = one(
+        modules["cloud_sql"].resource("google_sql_database_instance", "ledger"), "settings"
+    )
+    assert settings["user_labels"] == "${var.labels}"
+    assert settings["retain_backups_on_delete"] == "${var.retain_backups_on_delete}"
+    for name, env in environments.items():
+        labels = env.value(env.modules["cloud_sql"]["labels"])
+        assert "arus" in str(labels) and "environment" in str(labels), (name, labels)
+        retain = env.value(env.modules["cloud_sql"]["retain_backups_on_delete"])
+        assert retain is (name == "prod"), (name, retain)
+
+
+def test_write_only_arguments_have_the_versions_they_need(everything: list[Config]) -> None:
+    for config in everything:
+        uses_write_only = (
+            "_wo " in config.text or "_wo=" in config.text or "ephemeral" in config.text
+        )
+        for block in config.terraform:
+            required = str(block.get("required_version", ""))
+            if uses_write_only:
+                assert required.startswith(">= 1.11"), (config.path, required)
+            for providers in block.get("required_providers", []):
+                google = providers.get("google")
+                if google is not None and uses_write_only:
+                    assert re.search(r"6\.(2[3-9]|[3-9]\d)", str(google["version"])), (
+                        config.path, google["version"],
+                    )  # fmt: skip

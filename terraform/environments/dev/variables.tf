@@ -26,10 +26,10 @@ variable "source_archives" {
   }
 }
 
-variable "db_password_rotation_id" {
-  description = "Change this string to rotate the database password (docs/runbook-cloud-run.md, \"Rotate the database password\")."
-  type        = string
-  default     = "initial"
+variable "db_password_version" {
+  description = "Increase it to rotate the database password (docs/runbook-cloud-run.md, \"Rotate the database password\")."
+  type        = number
+  default     = 1
 }
 
 variable "scheduler_paused" {

@@ -11,6 +11,7 @@ locals {
     availability_type              = "REGIONAL" # standby in a second zone
     disk_size_gb                   = 20
     deletion_protection            = true
+    retain_backups_on_delete       = true
     retained_backups               = 30
     transaction_log_retention_days = 7
     # 3.75 GB allows 100 connections; keep 10 for migrations and operators.
@@ -28,12 +29,12 @@ locals {
 module "arus" {
   source = "../../modules/stack"
 
-  project_id              = var.project_id
-  region                  = var.region
-  database_version        = var.database_version
-  source_archives         = var.source_archives
-  db_password_rotation_id = var.db_password_rotation_id
-  scheduler_paused        = var.scheduler_paused
+  project_id          = var.project_id
+  region              = var.region
+  database_version    = var.database_version
+  source_archives     = var.source_archives
+  db_password_version = var.db_password_version
+  scheduler_paused    = var.scheduler_paused
 
   environment             = local.environment
   database                = local.database

@@ -1,14 +1,14 @@
 terraform {
-  required_version = ">= 1.6"
+  required_version = ">= 1.11" # ephemeral values and write-only arguments
 
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = "~> 6.10"
+      version = "~> 6.23"
     }
     random = {
       source  = "hashicorp/random"
-      version = "~> 3.6"
+      version = "~> 3.7"
     }
   }
 

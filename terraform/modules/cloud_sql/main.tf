@@ -18,6 +18,11 @@ resource "google_sql_database_instance" "ledger" {
   # Terraform-level guard (refuses `terraform destroy`) ...
   deletion_protection = var.deletion_protection
 
+  lifecycle {
+    # disk_autoresize grows the disk; a grown disk_size must not plan a replacement.
+    ignore_changes = [settings[0].disk_size]
+  }
+
   settings {
     tier              = var.tier
     edition           = var.edition
@@ -28,6 +33,11 @@ resource "google_sql_database_instance" "ledger" {
 
     # ... and API-level guard (refuses deletion from the console or gcloud as well).
     deletion_protection_enabled = var.deletion_protection
+
+    # Backups outlive the instance if it is ever deleted (prod); automated ones by retention.
+    retain_backups_on_delete = var.retain_backups_on_delete
+
+    user_labels = var.labels
 
     connector_enforcement = "REQUIRED"
 
@@ -127,7 +137,10 @@ resource "google_sql_user" "ledger" {
   project  = var.project_id
   instance = google_sql_database_instance.ledger.name
   name     = var.user_name
-  password = var.user_password
+  # Write-only (provider >= 6.23): the password is sent when its version changes and is never
+  # stored in state.
+  password_wo         = var.user_password
+  password_wo_version = var.user_password_version
 
   # PostgreSQL refuses to drop a role that owns objects; leave it to the instance's deletion.
   deletion_policy = "ABANDON"

@@ -113,7 +113,25 @@ variable "user_name" {
 }
 
 variable "user_password" {
-  description = "Password of the PostgreSQL user, from the secrets module (never typed by hand)."
+  description = "Password of the PostgreSQL user, from the secrets module (never typed by hand). Ephemeral: it reaches only the write-only password_wo."
   type        = string
   sensitive   = true
+  ephemeral   = true
+}
+
+variable "user_password_version" {
+  description = "Version of the password; password_wo is sent again when it changes (rotation)."
+  type        = number
+}
+
+variable "retain_backups_on_delete" {
+  description = "Keep the instance's backups if the instance is deleted (true in prod)."
+  type        = bool
+  default     = false
+}
+
+variable "labels" {
+  description = "Labels on the instance (settings.user_labels): app and environment at least."
+  type        = map(string)
+  default     = {}
 }

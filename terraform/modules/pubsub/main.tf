@@ -1,5 +1,5 @@
 # The ledger's event stream on Pub/Sub (SPEC §4): the relay publishes every outbox event to
-# arus-ledger-events with ordering key = ledger_id. Ordering and dead-lettering are settings
+# arus-<env>-ledger-events with ordering key = ledger_id. Ordering and dead-lettering are settings
 # of a subscription, so this module also creates an example consumer subscription with both,
 # and a dead-letter topic with a subscription that keeps what lands there.
 
@@ -92,4 +92,9 @@ resource "google_pubsub_subscription_iam_member" "example_subscriber" {
   subscription = google_pubsub_subscription.example.name
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_service_agent
+
+  lifecycle {
+    # A subscription replaced under the same name drops its policy: grant it again with it.
+    replace_triggered_by = [google_pubsub_subscription.example]
+  }
 }

@@ -9,9 +9,8 @@ variable "region" {
 }
 
 variable "topic_name" {
-  description = "Name of the ledger events topic (SPEC §4 uses arus-ledger-events on Pub/Sub)."
+  description = "Name of the ledger events topic, with the environment's prefix (arus-<env>-ledger-events); the dead-letter topic and the subscriptions are named after it."
   type        = string
-  default     = "arus-ledger-events"
 }
 
 variable "topic_message_retention" {

@@ -1,11 +1,15 @@
 # The database password: generated here, stored once in Secret Manager, and read by the
 # functions only through `secret_environment_variables` (never a plain environment variable).
 #
-# Rotation: change var.password_rotation_id. Terraform then generates a new password, adds a
-# new secret version (the new one exists before the old one is disabled), updates the Cloud SQL
-# user, and the functions roll to a new revision pinned to the new version number.
+# The password is ephemeral (Terraform >= 1.11): generated during the run and written only
+# through write-only arguments (the secret version's secret_data_wo here, the Cloud SQL user's
+# password_wo), so it is in neither the plan nor the state.
+#
+# Rotation: increase var.password_version. Terraform then generates a new password, adds a new
+# secret version (the new one exists before the old one is disabled), sends the new password
+# to the Cloud SQL user, and the functions roll to a new revision pinned to the new version.
 
-resource "random_password" "db" {
+ephemeral "random_password" "db" {
   length  = 32
   special = true
   # URL-safe specials only, so an operator can put the password in ARUS_DATABASE_URL for a
@@ -14,10 +18,6 @@ resource "random_password" "db" {
   min_lower        = 4
   min_upper        = 4
   min_numeric      = 4
-
-  keepers = {
-    rotation_id = var.password_rotation_id
-  }
 }
 
 resource "google_secret_manager_secret" "db_password" {
@@ -35,8 +35,10 @@ resource "google_secret_manager_secret" "db_password" {
 }
 
 resource "google_secret_manager_secret_version" "db_password" {
-  secret      = google_secret_manager_secret.db_password.id
-  secret_data = random_password.db.result
+  secret = google_secret_manager_secret.db_password.id
+  # Write-only: sent when the version number changes, never stored in state.
+  secret_data_wo         = ephemeral.random_password.db.result
+  secret_data_wo_version = var.password_version
 
   # A rotated-out version is disabled, not destroyed: it can be re-enabled during an incident.
   deletion_policy = "DISABLE"

@@ -14,7 +14,12 @@ output "secret_version" {
 }
 
 output "password" {
-  description = "The generated database password, for the Cloud SQL user only. Sensitive: it also lives in Terraform state, which must sit in a restricted bucket."
-  value       = random_password.db.result
-  sensitive   = true
+  description = "The generated database password, for the Cloud SQL user's write-only argument only. Ephemeral: never in plan or state."
+  value       = ephemeral.random_password.db.result
+  ephemeral   = true
+}
+
+output "password_version" {
+  description = "The password's version: a write-only argument is sent again when it changes."
+  value       = var.password_version
 }

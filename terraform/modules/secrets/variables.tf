@@ -13,8 +13,13 @@ variable "name_prefix" {
   type        = string
 }
 
-variable "password_rotation_id" {
-  description = "Any string; changing it generates a new database password and a new secret version (see docs/runbook-cloud-run.md, \"Rotate the database password\")."
-  type        = string
-  default     = "initial"
+variable "password_version" {
+  description = "The database password's version; increasing it generates a new password and a new secret version (see docs/runbook-cloud-run.md, \"Rotate the database password\")."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.password_version >= 1 && floor(var.password_version) == var.password_version
+    error_message = "password_version is a whole number from 1."
+  }
 }

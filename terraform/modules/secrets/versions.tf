@@ -1,14 +1,14 @@
 terraform {
-  required_version = ">= 1.6"
+  required_version = ">= 1.11" # ephemeral resources and write-only arguments
 
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = ">= 6.10, < 7.0"
+      version = ">= 6.23, < 7.0" # secret_data_wo
     }
     random = {
       source  = "hashicorp/random"
-      version = ">= 3.6, < 4.0"
+      version = ">= 3.7, < 4.0" # ephemeral random_password
     }
   }
 }

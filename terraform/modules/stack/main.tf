@@ -3,21 +3,50 @@
 
 locals {
   name_prefix = "arus-${var.environment}"
+  labels      = { app = "arus", environment = var.environment }
 
   function_names = ["post_entry", "query", "relay", "daily_close"]
+
+  # Every API the stack uses. Service Usage and Resource Manager must already be on to enable
+  # these (the runbook's first step turns those two on).
+  services = toset([
+    "iam.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "run.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "storage.googleapis.com",
+    "sqladmin.googleapis.com",
+    "secretmanager.googleapis.com",
+    "pubsub.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+  ])
+}
+
+resource "google_project_service" "enabled" {
+  for_each = local.services
+
+  project = var.project_id
+  service = each.value
+  # dev and prod may share a project: destroying one must not turn an API off for the other.
+  disable_on_destroy = false
 }
 
 module "secrets" {
-  source = "../secrets"
+  source     = "../secrets"
+  depends_on = [google_project_service.enabled]
 
-  project_id           = var.project_id
-  region               = var.region
-  name_prefix          = local.name_prefix
-  password_rotation_id = var.db_password_rotation_id
+  project_id       = var.project_id
+  region           = var.region
+  name_prefix      = local.name_prefix
+  password_version = var.db_password_version
 }
 
 module "cloud_sql" {
-  source = "../cloud_sql"
+  source     = "../cloud_sql"
+  depends_on = [google_project_service.enabled]
 
   project_id                     = var.project_id
   region                         = var.region
@@ -31,18 +60,25 @@ module "cloud_sql" {
   retained_backups               = var.database.retained_backups
   transaction_log_retention_days = var.database.transaction_log_retention_days
   user_password                  = module.secrets.password
+  user_password_version          = module.secrets.password_version
+  retain_backups_on_delete       = var.database.retain_backups_on_delete
+  labels                         = local.labels
 }
 
 module "pubsub" {
-  source = "../pubsub"
+  source     = "../pubsub"
+  depends_on = [google_project_service.enabled]
 
   project_id              = var.project_id
   region                  = var.region
   topic_message_retention = var.topic_message_retention
+  # dev and prod may share a project: every topic and subscription name carries the prefix.
+  topic_name = "${local.name_prefix}-ledger-events"
 }
 
 module "iam" {
-  source = "../iam"
+  source     = "../iam"
+  depends_on = [google_project_service.enabled]
 
   project_id              = var.project_id
   name_prefix             = local.name_prefix
@@ -79,11 +115,12 @@ module "functions" {
 
   # A function must not start before its account can reach the database, the secret and the
   # topic, nor build before the build account has its grants.
-  depends_on = [module.iam]
+  depends_on = [module.iam, google_project_service.enabled]
 }
 
 module "scheduler" {
-  source = "../scheduler"
+  source     = "../scheduler"
+  depends_on = [google_project_service.enabled]
 
   project_id                      = var.project_id
   region                          = var.region

@@ -22,13 +22,14 @@ variable "database_version" {
 }
 
 variable "database" {
-  description = "The Cloud SQL instance's sizing and protection (tier, edition, availability_type, disk_size_gb, deletion_protection, retained_backups, transaction_log_retention_days) and connection_limit, the connections all function instances together may hold."
+  description = "The Cloud SQL instance's sizing and protection (tier, edition, availability_type, disk_size_gb, deletion_protection, retain_backups_on_delete, retained_backups, transaction_log_retention_days) and connection_limit, the connections all function instances together may hold."
   type = object({
     tier                           = string
     edition                        = string
     availability_type              = string
     disk_size_gb                   = number
     deletion_protection            = bool
+    retain_backups_on_delete       = bool
     retained_backups               = number
     transaction_log_retention_days = number
     connection_limit               = number
@@ -70,9 +71,9 @@ variable "force_destroy_sources" {
   type        = bool
 }
 
-variable "db_password_rotation_id" {
-  description = "Change this string to rotate the database password (docs/runbook-cloud-run.md, \"Rotate the database password\")."
-  type        = string
+variable "db_password_version" {
+  description = "Increase it to rotate the database password (docs/runbook-cloud-run.md, \"Rotate the database password\")."
+  type        = number
 }
 
 variable "scheduler_paused" {

@@ -1,6 +1,12 @@
 terraform {
-  required_version = ">= 1.6"
+  required_version = ">= 1.11"
 
-  # No provider requirement here: the stack declares no resource of its own. Each module it
-  # calls pins the providers it uses, and the calling environment configures them.
+  # The stack's own resources are the project's APIs; each module it calls pins the providers
+  # it uses, and the calling environment configures them.
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = ">= 6.23, < 7.0"
+    }
+  }
 }
