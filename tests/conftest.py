@@ -21,7 +21,7 @@ from typing import Any
 import hypothesis
 import pytest
 import sqlalchemy as sa
-from arus.admin import migrate
+from arus.admin import migrate, roles
 from arus.platform.config import Settings, load_settings
 from arus.platform.db import dispose_engines, get_engine, sqlalchemy_url
 
@@ -53,8 +53,12 @@ def _fresh_database(admin_url: str) -> str:
     return parsed.set(database=name).render_as_string(hide_password=False)
 
 
+APP_USER = "arus_test_app"  # a login member of arus_app: what every server and function uses
+
+
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def owner_database_url() -> Iterator[str]:
+    """The owner's URL: migrations, ledgers and keys, and the tests' own set-up and checks."""
     tmp_root = Path(tempfile.mkdtemp(prefix="arus-test-"))
     server = None
     server_url = os.environ.get("ARUS_TEST_DATABASE_URL")
@@ -62,15 +66,21 @@ def database_url() -> Iterator[str]:
         server = _start_embedded(tmp_root)
         server_url = str(server.get_uri())
     url = _fresh_database(server_url)
-    previous = {k: os.environ.get(k) for k in ("ARUS_DATABASE_URL", "ARUS_DB_POOL_SIZE")}
-    # The functions read their configuration from the environment, as on Cloud Run.
-    os.environ["ARUS_DATABASE_URL"] = url
+    owner = Settings(database_url=url, db_pool_size=TEST_POOL_SIZE)
+    migrate.upgrade(get_engine(owner))
+    roles.ensure_app_user(get_engine(owner), APP_USER)
+    app_url = sa.engine.make_url(url).set(username=APP_USER).render_as_string(hide_password=False)
+    previous = {k: os.environ.get(k) for k in ("ARUS_DATABASE_URL", "ARUS_DB_POOL_SIZE",
+                                               "ARUS_TEST_OWNER_URL")}  # fmt: skip
+    # The functions read their configuration from the environment, as on Cloud Run, and
+    # connect as the application's role: the whole suite runs the ledger with least privilege.
+    os.environ["ARUS_DATABASE_URL"] = app_url
     os.environ["ARUS_DB_POOL_SIZE"] = str(TEST_POOL_SIZE)
-    migrate.upgrade(get_engine(load_settings()))
+    os.environ["ARUS_TEST_OWNER_URL"] = url
     yield url
     dispose_engines()
     try:
-        _verify_after_workload(url)
+        _verify_after_workload(app_url)
     finally:
         if server is not None:
             server.cleanup()  # stops PostgreSQL and deletes its data
@@ -105,7 +115,20 @@ def _verify_after_workload(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str) -> Settings:
+def database_url(owner_database_url: str) -> str:
+    """The application's URL (arus_test_app): what servers and functions connect with."""
+    return os.environ["ARUS_DATABASE_URL"]
+
+
+@pytest.fixture(scope="session")
+def settings(owner_database_url: str) -> Settings:
+    """The owner's settings, for the tests' set-up (ledgers, keys) and direct checks."""
+    return Settings(database_url=owner_database_url, db_pool_size=TEST_POOL_SIZE)
+
+
+@pytest.fixture(scope="session")
+def app_settings(database_url: str) -> Settings:
+    """The application's settings, as the functions load them."""
     return load_settings()
 
 
@@ -115,8 +138,9 @@ def engine(settings: Settings) -> sa.Engine:
 
 
 @pytest.fixture(scope="session")
-def posting_engine(settings: Settings) -> sa.Engine:
-    return get_engine(settings, autocommit=True)
+def posting_engine(app_settings: Settings) -> sa.Engine:
+    """The request path's pool, as the application's role."""
+    return get_engine(app_settings, autocommit=True)
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ MAX_IDEMPOTENCY_KEY_CHARS = 255
 ACCOUNT_CODE_PATTERN = r"[A-Za-z0-9_.:-]{1,64}"
 MAX_EFFECTIVE_DAYS_AHEAD = 366  # an entry's effective_date, from today (UTC)
 MAX_HOLD_DAYS = 90  # a pending entry's expires_at, from now
+MIN_RETENTION_DAYS = 7  # idempotency claims and published events are kept at least this long
 
 # The API's error codes and their HTTP statuses (SPEC §3): the wire contract.
 ERROR_STATUS: dict[str, int] = {

@@ -19,10 +19,16 @@ from tests.support.ledgers import backdate_ledger
 ARUS = [sys.executable, "-m", "arus.tools.cli"]
 
 
+# Administration runs as the owner (as an operator would); everything else as the app's role.
+OWNER_COMMANDS = ("migrate", "ledger", "key", "app-user")
+
+
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*ARUS, *args], capture_output=True, text=True, timeout=120, env=env or dict(os.environ)
-    )
+    if env is None:
+        env = dict(os.environ)
+        if args and args[0] in OWNER_COMMANDS:
+            env["ARUS_DATABASE_URL"] = os.environ["ARUS_TEST_OWNER_URL"]
+    return subprocess.run([*ARUS, *args], capture_output=True, text=True, timeout=120, env=env)
 
 
 def free_port() -> int:

@@ -50,11 +50,22 @@ def consume(database_url, api_url, broker, topic: str, group: str, key: str) -> 
 
 
 def test_consume_mirrors_every_event_and_reports_drift_through_the_api(
-    api, ledger, engine, settings, database_url, api_url, empty_outbox, kafka_broker, kafka_topic
+    api,
+    ledger,
+    engine,
+    settings,
+    owner_database_url,
+    api_url,
+    empty_outbox,
+    kafka_broker,
+    kafka_topic,
 ):
     posted = post_entries(api, ledger, 6)
     relay_to_kafka(engine, kafka_settings(settings, kafka_broker, kafka_topic))
-    run = (database_url, api_url, kafka_broker, kafka_topic, "cli-consumer", ledger.read_key)
+    # The consumer's own tables sit in the same PostgreSQL here, created by the owner's user
+    # (the ledger's application role may create nothing).
+    run = (owner_database_url, api_url, kafka_broker, kafka_topic, "cli-consumer",
+           ledger.read_key)  # fmt: skip
 
     status, report = consume(*run)
     assert status == 0, report

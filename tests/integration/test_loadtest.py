@@ -80,6 +80,7 @@ def test_ceiling_is_the_fastest_passing_bracket_and_the_first_failure_is_kept() 
 
 
 def _run(database_url: str, out: Path, *extra: str) -> dict[str, Any]:
+    """The harness migrates and creates its ledger: it is given the owner's URL."""
     command = [
         sys.executable, str(BRACKET), "--run-time", "3", "--customers", "6",
         "--workers", "1", "--threads", "2", "--out", str(out), *extra,
@@ -122,9 +123,11 @@ def _assert_verified(report: dict[str, Any], customers: int) -> None:
 
 
 @pytest.mark.slow
-def test_brackets_that_meet_the_slo_publish_a_ceiling(database_url: str, tmp_path: Path) -> None:
+def test_brackets_that_meet_the_slo_publish_a_ceiling(
+    owner_database_url: str, tmp_path: Path
+) -> None:
     # No latency bound: a bracket fails only if a request broke the contract.
-    report = _run(database_url, tmp_path, "--users", "1,2", "--slo-p99-ms", "1e9")
+    report = _run(owner_database_url, tmp_path, "--users", "1,2", "--slo-p99-ms", "1e9")
     runs = report["brackets"]
     assert [b["users"] for b in runs] == [1, 2], runs
     for run, users in zip(runs, (1, 2), strict=True):
@@ -144,10 +147,10 @@ def test_brackets_that_meet_the_slo_publish_a_ceiling(database_url: str, tmp_pat
 
 @pytest.mark.slow
 def test_run_stops_at_the_first_failed_bracket_and_says_why(
-    database_url: str, tmp_path: Path
+    owner_database_url: str, tmp_path: Path
 ) -> None:
     # p99 < 0 ms cannot be met: the first bracket fails, and the second never runs.
-    report = _run(database_url, tmp_path, "--users", "1,2", "--slo-p99-ms", "0")
+    report = _run(owner_database_url, tmp_path, "--users", "1,2", "--slo-p99-ms", "0")
     runs = report["brackets"]
     assert [b["users"] for b in runs] == [1], runs
     _assert_bracket_shape(runs[0], 1)

@@ -46,15 +46,18 @@ def sqlite_engine(tmp_path) -> Iterator[sa.Engine]:
 
 
 @pytest.fixture
-def postgres_engine(database_url: str, posting_engine: sa.Engine) -> Iterator[sa.Engine]:
+def postgres_engine(owner_database_url: str, settings: Any) -> Iterator[sa.Engine]:
     """The consumer's own PostgreSQL database (not the ledger's), on the test server."""
+    from arus.platform.db import get_engine
+
     name = f"consumer_{uuid.uuid4().hex[:10]}"
-    admin = posting_engine  # autocommit: CREATE DATABASE cannot run in a transaction
+    admin = get_engine(settings, autocommit=True)  # CREATE DATABASE runs outside a transaction
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     url, connect_args = sqlalchemy_url(
-        sa.engine.make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    )
+        sa.engine.make_url(owner_database_url).set(database=name)
+        .render_as_string(hide_password=False)
+    )  # fmt: skip
     consumer = sa.create_engine(url, connect_args=connect_args)
     yield consumer
     consumer.dispose()

@@ -41,3 +41,15 @@ def test_image_installs_the_project_with_kafka_and_runs_unprivileged():
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "pip install '.[kafka]'" in dockerfile
     assert "\nUSER arus" in dockerfile
+
+
+def test_the_api_and_relay_run_as_the_application_role_and_only_migrate_as_the_owner():
+    services = COMPOSE["services"]
+    owner = services["postgres"]["environment"]["POSTGRES_USER"]
+    for name in ("api", "relay"):
+        url = services[name]["environment"]["ARUS_DATABASE_URL"]
+        assert url.startswith("postgresql://arus_app_user:"), (name, url)
+        assert f"//{owner}:" not in url, name
+    migrate = services["migrate"]
+    assert migrate["environment"]["ARUS_DATABASE_URL"].startswith(f"postgresql://{owner}:")
+    assert "arus app-user arus_app_user" in " ".join(migrate["command"])

@@ -140,37 +140,27 @@ def close_ledger(
         if not report["ok"]:
             log.error("daily close failed", extra={"close": report})
             return report
+        # The job's role writes no table itself: the owner's function stores the close.
         conn.execute(
             sa.text(
-                "INSERT INTO daily_closes (ledger_id, close_date, report) "
-                "VALUES (:ledger, :day, CAST(:report AS jsonb))"
+                "SELECT arus_store_close(:ledger, :day, CAST(:report AS json), "
+                "CAST(:snapshot AS jsonb))"
             ),
-            {"ledger": ledger_id, "day": day, "report": json.dumps(report)},
-        )
-        if rows:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO balance_snapshots "
-                    "(ledger_id, close_date, account_id, currency, balance) "
-                    "VALUES (:ledger, :day, :account_id, :currency, :balance)"
+            {
+                "ledger": ledger_id,
+                "day": day,
+                "report": json.dumps(report),
+                "snapshot": json.dumps(
+                    [
+                        {
+                            "account_id": str(row.account_id),
+                            "currency": row.currency,
+                            "balance": int(row.balance),
+                        }
+                        for row in rows
+                    ]
                 ),
-                [
-                    {
-                        "ledger": ledger_id,
-                        "day": day,
-                        "account_id": row.account_id,
-                        "currency": row.currency,
-                        "balance": int(row.balance),
-                    }
-                    for row in rows
-                ],
-            )
-        conn.execute(
-            sa.text(
-                "SELECT arus_enqueue_event(:ledger, 'ledger.closed', NULL, clock_timestamp(), "
-                "CAST(:report AS json))"
-            ),
-            {"ledger": ledger_id, "report": json.dumps(report)},
+            },
         )
     log.info("daily close", extra={"close": report})
     return report

@@ -94,6 +94,19 @@ def verify_ledger(conn: Connection, ledger_id: Any) -> dict[str, Any]:
     }
 
 
+# The tables that grow with use, for the operations notes: bytes with indexes and TOAST.
+SIZED_TABLES = ("entries", "postings", "pending_postings", "holds", "idempotency_keys",
+                "outbox_events", "balance_snapshots")  # fmt: skip
+
+
+def table_sizes(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(
+        sa.text("SELECT t, pg_total_relation_size(t::regclass) FROM unnest(CAST(:t AS text[])) t"),
+        {"t": list(SIZED_TABLES)},
+    ).all()
+    return {name: int(size) for name, size in rows}
+
+
 def verify_all(engine: Engine) -> dict[str, Any]:
     """One report for every ledger; `ok` is false on any imbalance, drift, sequence gap or
     pending total that is not its holds."""
@@ -101,4 +114,5 @@ def verify_all(engine: Engine) -> dict[str, Any]:
         # One snapshot for the whole report, while writers keep posting.
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         reports = [verify_ledger(conn, ledger_id) for ledger_id in ledgers.ledger_ids(conn)]
-    return {"ok": all(r["ok"] for r in reports), "ledgers": reports}
+        sizes = table_sizes(conn)
+    return {"ok": all(r["ok"] for r in reports), "ledgers": reports, "table_bytes": sizes}

@@ -52,21 +52,14 @@ class RelayOutcome:
         }
 
 
-def _claim_batch(batch_size: int) -> sa.Select[Any]:
-    return (
-        sa.select(
-            outbox_events.c.id,
-            outbox_events.c.event_id,
-            outbox_events.c.event_type,
-            outbox_events.c.ledger_id,
-            # As stored, as text: the relay publishes it without a decode/encode round trip.
-            sa.cast(outbox_events.c.envelope, sa.Text).label("envelope_json"),
-        )
-        .where(outbox_events.c.published_at.is_(None))
-        .order_by(outbox_events.c.id)
-        .limit(batch_size)
-        .with_for_update(skip_locked=True)
-    )
+# The relay's role may not write the outbox itself: it claims and marks rows through the
+# owner's functions (ledger/sql/operations.sql). The claim holds its row locks (FOR UPDATE SKIP
+# LOCKED) until this transaction ends; the envelope comes as stored, as text, and is published
+# without a decode/encode round trip.
+_CLAIM_BATCH = sa.text(
+    "SELECT id, event_id, event_type, ledger_id, envelope_json FROM arus_outbox_claim(:limit)"
+)
+_MARK_PUBLISHED = sa.text("SELECT arus_outbox_published(CAST(:ids AS bigint[]))")
 
 
 def oldest_unpublished_age_s(engine: Engine) -> float | None:
@@ -101,7 +94,7 @@ def drain(
     while clock() - started < time_budget_s:
         try:
             with engine.begin() as conn:
-                rows = conn.execute(_claim_batch(batch_size)).all()
+                rows = conn.execute(_CLAIM_BATCH, {"limit": batch_size}).all()
                 if not rows:
                     break
                 transport.publish(
@@ -116,11 +109,10 @@ def drain(
                         for row in rows
                     ]
                 )
-                conn.execute(
-                    outbox_events.update()
-                    .where(outbox_events.c.id.in_([row.id for row in rows]))
-                    .values(published_at=sa.func.clock_timestamp())
-                )
+                marked = conn.execute(
+                    _MARK_PUBLISHED, {"ids": [row.id for row in rows]}
+                ).scalar_one()
+                assert marked == len(rows), "claimed rows are ours until this transaction ends"
         except PublishError as exc:
             error = f"{transport.name} publish failed: {exc}"
             log.error("relay batch rolled back: %s", error)

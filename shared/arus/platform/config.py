@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from arus.rules import MIN_RETENTION_DAYS
+
 TRANSPORTS = ("log", "kafka", "pubsub")
 
 
@@ -39,6 +41,9 @@ class Settings:
     max_batch_body_bytes: int = 8 * 1024 * 1024
     log_format: str = "text"
     log_level: str = "INFO"
+    # Retention in days (None: keep): idempotency claims, and published outbox rows.
+    idempotency_retention_days: int | None = None
+    outbox_retention_days: int | None = None
     # Bearer token for the job routes of `arus serve` (unset: they are not served). The relay
     # and daily_close functions on Google Cloud are gated by IAM instead.
     operator_token: str | None = field(default=None, repr=False)
@@ -59,6 +64,12 @@ class Settings:
             raise ConfigError("ARUS_LOG_FORMAT must be json or text")
         if not 0 < self.relay_time_budget_s <= 3600:
             raise ConfigError("ARUS_RELAY_TIME_BUDGET_S must be in (0, 3600]")
+        for name, days in (
+            ("ARUS_IDEMPOTENCY_RETENTION_DAYS", self.idempotency_retention_days),
+            ("ARUS_OUTBOX_RETENTION_DAYS", self.outbox_retention_days),
+        ):
+            if days is not None and not MIN_RETENTION_DAYS <= days <= 36_500:
+                raise ConfigError(f"{name} must be at least {MIN_RETENTION_DAYS} (days), or unset")
         if self.operator_token is not None and len(self.operator_token) < 32:
             raise ConfigError("ARUS_OPERATOR_TOKEN must be at least 32 characters")
         for name, value in (
@@ -78,6 +89,10 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+
+
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    return None if not env.get(name) else _int(env, name, 0)
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -125,4 +140,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=(env.get("ARUS_LOG_FORMAT") or ("json" if env.get("K_SERVICE") else "text")),
         log_level=(env.get("ARUS_LOG_LEVEL") or "INFO").upper(),
         operator_token=env.get("ARUS_OPERATOR_TOKEN") or None,
+        idempotency_retention_days=_optional_int(env, "ARUS_IDEMPOTENCY_RETENTION_DAYS"),
+        outbox_retention_days=_optional_int(env, "ARUS_OUTBOX_RETENTION_DAYS"),
     )

@@ -34,6 +34,18 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_app_user(settings: Settings, args: argparse.Namespace) -> int:
+    from arus.admin import roles
+
+    password = os.environ.get(args.password_env) if args.password_env else None
+    if args.password_env and password is None:
+        print(f"arus: {args.password_env} is not set", file=sys.stderr)
+        return 2
+    created = roles.ensure_app_user(get_engine(settings), args.name, password)
+    _print_json({"user": args.name, "created": created, "member_of": roles.APP_ROLE})
+    return 0
+
+
 def cmd_ledger_create(settings: Settings, args: argparse.Namespace) -> int:
     _print_json(ledgers.create_ledger_with_keys(get_engine(settings), args.name))
     return 0
@@ -86,6 +98,13 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
+    from arus.jobs import prune
+
+    _print_json(prune.prune(settings))
+    return 0
+
+
 def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
     from arus.jobs import close
 
@@ -114,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("migrate", help="bring the schema up to date").set_defaults(func=cmd_migrate)
+
+    app_user = sub.add_parser(
+        "app-user", help="create the application's login user (member of arus_app only)"
+    )
+    app_user.add_argument("name")
+    app_user.add_argument("--password-env", help="environment variable holding its password")
+    app_user.set_defaults(func=cmd_app_user)
 
     ledger = sub.add_parser("ledger", help="ledgers").add_subparsers(dest="action", required=True)
     create = ledger.add_parser("create", help="create a ledger and print its keys")
@@ -159,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this function (repeatable); default all four",
     )
     bundle_p.set_defaults(func=cmd_bundle)
+
+    sub.add_parser(
+        "prune", help="delete idempotency claims and published events past their retention"
+    ).set_defaults(func=cmd_prune)
 
     close_p = sub.add_parser("close", help="the daily close of every ledger")
     close_p.add_argument("--date", help="YYYY-MM-DD (UTC); default yesterday")

@@ -13,7 +13,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from arus.admin import migrate
+import sqlalchemy as sa
+
+from arus.admin import migrate, roles
 from arus.admin.ledgers import create_ledger_with_keys
 from arus.ledger.schema import ledgers
 from arus.platform.config import ConfigError, Settings
@@ -21,6 +23,7 @@ from arus.platform.db import get_engine
 
 log = logging.getLogger("arus.dev")
 DEMO_LEDGER_NAME = "demo"
+DEV_APP_USER = "arus_dev_app"  # the login the local ledger runs as (member of arus_app)
 
 
 def start_embedded_postgres(data_dir: Path) -> str:
@@ -103,11 +106,23 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     if settings.database_url is None and settings.cloudsql_instance is None:
         url = start_embedded_postgres(data_dir)
-        settings = dataclasses.replace(settings, database_url=url)
-        os.environ["ARUS_DATABASE_URL"] = url  # for the relay thread's own settings
+        owner = dataclasses.replace(settings, database_url=url)
         log.info("embedded PostgreSQL running with data in %s", data_dir / "pgdata")
-    migrate.upgrade(get_engine(settings))
-    keys = demo_keys(settings, data_dir)
+        migrate.upgrade(get_engine(owner))
+        keys = demo_keys(owner, data_dir)
+        # The ledger itself runs as the application's role, as it does when deployed: it may
+        # execute the engine and read, and can rewrite nothing (migration 0005).
+        roles.ensure_app_user(get_engine(owner), DEV_APP_USER)
+        app_url = sa.engine.make_url(url).set(username=DEV_APP_USER)
+        settings = dataclasses.replace(
+            settings, database_url=app_url.render_as_string(hide_password=False)
+        )
+        os.environ["ARUS_DATABASE_URL"] = settings.database_url or ""  # for the relay thread
+    else:
+        # A configured database: the operator migrates and administers it as its owner
+        # (`arus migrate`); `arus dev` only makes sure the schema is current.
+        migrate.upgrade(get_engine(settings))
+        keys = demo_keys(settings, data_dir)
     base_url = f"http://{args.host}:{args.port}"
     stop = threading.Event()
     if not args.no_relay:

@@ -3,7 +3,8 @@
 -- request. The secret is 256 random bits: comparing its hash leaks nothing usable by timing.
 
 CREATE OR REPLACE FUNCTION arus_authorize(p_key_id text, p_secret_hash bytea, p_scope text)
-RETURNS uuid LANGUAGE plpgsql STABLE AS $$
+RETURNS uuid LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     v_key record;
 BEGIN

@@ -1,5 +1,7 @@
 -- The posting engine. Every mutation is one call to one of the public functions at the end of
--- this file, so it reaches PostgreSQL in one round trip, authorised inside the call. Errors are
+-- this file, so it reaches PostgreSQL in one round trip, authorised inside the call. The public
+-- functions are SECURITY DEFINER with a pinned search_path: the application's role (arus_app,
+-- migration 0005) may execute them but owns nothing and cannot write a table itself. Errors are
 -- raised with the API error code in HINT (and, for a batch item, its index in DETAIL); the
 -- Python gateway maps them to domain exceptions.
 --
@@ -596,7 +598,8 @@ CREATE OR REPLACE FUNCTION arus_post_entry(
     p_key_id text, p_secret_hash bytea, p_idempotency_key text, p_fingerprint text,
     p_description text, p_effective_date date, p_metadata jsonb, p_lines jsonb,
     p_pending boolean, p_expires_at timestamptz
-) RETURNS json LANGUAGE plpgsql AS $$
+) RETURNS json LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     v_result json;
 BEGIN
@@ -616,7 +619,8 @@ END $$;
 -- POST /v1/entries/batch: items as arus_write_entries takes them.
 CREATE OR REPLACE FUNCTION arus_post_batch(
     p_key_id text, p_secret_hash bytea, p_items jsonb, p_atomic boolean
-) RETURNS json LANGUAGE plpgsql AS $$
+) RETURNS json LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 BEGIN
     RETURN arus_write_entries(
         arus_authorize(p_key_id, p_secret_hash, 'write'), p_items, p_atomic, false);
@@ -625,7 +629,8 @@ END $$;
 CREATE OR REPLACE FUNCTION arus_reverse_entry(
     p_key_id text, p_secret_hash bytea, p_idempotency_key text, p_fingerprint text,
     p_entry_id uuid, p_description text, p_effective_date date
-) RETURNS json LANGUAGE plpgsql AS $$
+) RETURNS json LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     v_ledger uuid := arus_authorize(p_key_id, p_secret_hash, 'write');
     v_replay json;
@@ -677,7 +682,8 @@ CREATE OR REPLACE FUNCTION arus_create_account(
     p_key_id text, p_secret_hash bytea, p_idempotency_key text, p_fingerprint text,
     p_code text, p_name text, p_type text, p_currency text, p_allow_negative boolean,
     p_metadata jsonb
-) RETURNS json LANGUAGE plpgsql AS $$
+) RETURNS json LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     v_ledger uuid := arus_authorize(p_key_id, p_secret_hash, 'write');
     v_replay json;
@@ -779,7 +785,8 @@ END $$;
 CREATE OR REPLACE FUNCTION arus_post_pending(
     p_key_id text, p_secret_hash bytea, p_idempotency_key text, p_fingerprint text,
     p_entry_id uuid, p_description text, p_effective_date date
-) RETURNS json LANGUAGE plpgsql AS $$
+) RETURNS json LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     v_ledger uuid := arus_authorize(p_key_id, p_secret_hash, 'write');
     v_replay json;
@@ -811,7 +818,8 @@ END $$;
 CREATE OR REPLACE FUNCTION arus_void_pending(
     p_key_id text, p_secret_hash bytea, p_idempotency_key text, p_fingerprint text,
     p_entry_id uuid
-) RETURNS json LANGUAGE plpgsql AS $$
+) RETURNS json LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     v_ledger uuid := arus_authorize(p_key_id, p_secret_hash, 'write');
     v_replay json;
@@ -835,7 +843,7 @@ END $$;
 -- releases their holds and emits `entry.voided` for each (status "expired"). Tidying only:
 -- an expired hold stopped counting at its instant. Returns how many entries it expired.
 CREATE OR REPLACE FUNCTION arus_expire_holds(p_limit int) RETURNS int
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     v_expired uuid[];
     v_event record;
