@@ -412,7 +412,8 @@ def _instant(raw: str | None) -> dt.datetime:
 
 
 def _render_instant(at: dt.datetime) -> str:
-    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: %Y does not pad years before 1000 to four digits.
+    return at.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _posted_balance_at(account_id: Any, at: dt.datetime) -> sa.ColumnElement[Any]:

@@ -98,6 +98,13 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_openapi(settings: Settings, args: argparse.Namespace) -> int:
+    from arus.web import openapi
+
+    print(json.dumps(openapi.document(), indent=2, sort_keys=False))
+    return 0
+
+
 def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
     from arus.jobs import prune
 
@@ -186,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bundle_p.set_defaults(func=cmd_bundle)
 
+    sub.add_parser("openapi", help="print the OpenAPI 3.1 document").set_defaults(func=cmd_openapi)
     sub.add_parser(
         "prune", help="delete idempotency claims and published events past their retention"
     ).set_defaults(func=cmd_prune)

@@ -37,6 +37,7 @@ from arus.ledger import commands, gateway, reads
 from arus.ledger.access import Caller, Credentials, authorize, parse_credentials
 from arus.platform.config import Settings, load_settings
 from arus.platform.db import get_engine
+from arus.web import openapi
 from arus.web.bodies import json_response, read_json_body
 
 log = logging.getLogger("arus.web.app")
@@ -315,6 +316,10 @@ def _register_health(app: Flask, ledger: Resources) -> None:
     @app.get("/healthz")
     def healthz() -> Response:
         return json_response({"status": "ok"}, 200)
+
+    @app.get("/openapi.json")
+    def openapi_document() -> Response:
+        return json_response(openapi.document(), 200)
 
     @app.get("/readyz")
     def readyz() -> Response:

@@ -61,26 +61,14 @@ def check_json_values(value: object, *, depth: int = 0, path: str = "body") -> N
             check_json_values(item, depth=depth + 1, path=f"{path}[{index}]")
 
 
-def _read_at_most(size: int) -> bytes:
-    """Up to `size` bytes of the body (a stream read may return less than asked: loop)."""
-    chunks: list[bytes] = []
-    got = 0
-    while got < size:
-        chunk = request.stream.read(size - got)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
 def read_json_body(*, required: bool, max_bytes: int | None = None) -> object:
     """The request's JSON body, strictly: JSON content type, size limit, no NaN or infinite
     numbers, no duplicate keys, bounded nesting, only text PostgreSQL can store."""
-    # One byte past the route's limit is read, so a body sent without Content-Length (chunked),
-    # which the stream bounds only at MAX_CONTENT_LENGTH, is refused whole, never cut short.
+    # A body sent without Content-Length (chunked) is bounded by the stream only at
+    # MAX_CONTENT_LENGTH, which is one byte past every route's limit (create_app): a body over
+    # the limit is then always seen as over it here, never read cut short and parsed.
+    raw = request.get_data(cache=True)
     limit = max_bytes if max_bytes is not None else request.max_content_length
-    raw = request.get_data(cache=True) if limit is None else _read_at_most(limit + 1)
     if limit is not None and len(raw) > limit:
         raise PayloadTooLarge(f"the request body exceeds the size limit of {limit} bytes")
     if not raw and not required:
