@@ -191,6 +191,10 @@ def unavailable(exc: BaseException) -> ServiceUnavailable | None:
     """The 503 a database failure stands for, or None if it is not one (a bug stays a 500)."""
     if isinstance(exc, sa.exc.TimeoutError):  # no pooled connection came free in time
         return ServiceUnavailable("the ledger is busy; retry shortly")
+    if isinstance(exc, ConnectionError):
+        # The driver's socket failed outside the DB-API's error types (reset by a server that
+        # died mid-answer); the connection is discarded (platform.db), the request may retry.
+        return ServiceUnavailable("the ledger database connection was lost; retry shortly")
     if not isinstance(exc, sa.exc.DBAPIError):
         return None
     if isinstance(exc, sa.exc.InterfaceError) or exc.connection_invalidated:

@@ -73,3 +73,13 @@ def test_account_types_codes_and_normal_sides_agree_everywhere():
     assert reference_consumer.DEBIT_NORMAL_TYPES == rules.DEBIT_NORMAL_TYPES
     assert typing.get_args(arus_client.AccountType) == rules.ACCOUNT_TYPES
     assert {rules.normal_side(t) for t in rules.ACCOUNT_TYPES} == set(rules.DIRECTIONS)
+
+
+def test_a_lost_database_socket_is_503_and_a_bug_stays_a_500():
+    """What the SIGKILL test saw once in a few runs: pg8000 raising the socket's own
+    ConnectionResetError mid-answer. It is the database going away, not a bug."""
+    assert isinstance(errors.unavailable(ConnectionResetError(104, "reset")),
+                      errors.ServiceUnavailable)  # fmt: skip
+    assert isinstance(errors.unavailable(BrokenPipeError()), errors.ServiceUnavailable)
+    assert errors.unavailable(ValueError("a bug")) is None
+    assert errors.unavailable(KeyError("a bug")) is None
