@@ -214,7 +214,7 @@ BEGIN
            array_agg(r.pending ORDER BY r.item, r.pos),
            array_agg(r.release ORDER BY r.item, r.pos),
            array_agg(CASE r.normal_side WHEN 'debit' THEN r.pending_credits ELSE r.pending_debits
-                     END - r.expired_lower ORDER BY r.item, r.pos),
+                     END ORDER BY r.item, r.pos),
            array_agg(CASE WHEN r.direction = r.normal_side THEN 0
                           WHEN r.pending THEN r.amount::numeric
                           WHEN r.release THEN -r.amount::numeric ELSE 0 END
@@ -223,19 +223,14 @@ BEGIN
                      END ORDER BY r.item, r.pos),
            array_agg(CASE WHEN r.pending THEN r.amount::numeric
                           WHEN r.release THEN -r.amount::numeric ELSE 0 END
-                     ORDER BY r.item, r.pos),
-           array_agg(r.expired_lower ORDER BY r.item, r.pos)
+                     ORDER BY r.item, r.pos)
     INTO v_item, v_pos, v_account, v_code, v_currency, v_want, v_direction, v_amount, v_delta,
          v_start, v_negative, v_pending, v_release, v_lower_start, v_lower_delta,
-         v_hold_start, v_hold_delta, v_expired_lower
+         v_hold_start, v_hold_delta
     FROM (
         SELECT l.item, l.pos, b.account_id, a.code, a.currency, l.want, l.direction, l.amount,
                b.normal_side, b.balance, b.allow_negative, l.pending, l.release,
-               b.pending_debits, b.pending_credits,
-               -- Holds past their instant that the sweep has not tidied yet: not active.
-               (SELECT coalesce(sum(h.amount), 0) FROM holds h
-                WHERE h.account_id = b.account_id AND h.expires_at <= v_judged_at
-                  AND h.direction <> b.normal_side) AS expired_lower
+               b.pending_debits, b.pending_credits
         FROM unnest(v_item, v_pos, v_account, v_code, v_want, v_direction, v_amount, v_pending,
                     v_release)
              AS l (item, pos, account_id, account_code, want, direction, amount, pending,
@@ -247,6 +242,26 @@ BEGIN
         ORDER BY b.account_id
         FOR UPDATE OF b
     ) r;
+
+    -- Holds past their instant that the sweep has not tidied yet are not active. Read in a
+    -- statement of its own, after the balance rows are locked: the lock re-read those rows at
+    -- their latest version, and this statement's snapshot sees every sweep committed by then
+    -- (one snapshot for both, or a sweep's release would be subtracted twice); while the locks
+    -- are held, no sweep can release these accounts' holds. The holds this call posts are
+    -- released by it, not expired.
+    SELECT coalesce(array_agg(coalesce(x.expired, 0) ORDER BY l.ord), '{}'),
+           coalesce(array_agg(l.lower - coalesce(x.expired, 0) ORDER BY l.ord), '{}')
+    INTO v_expired_lower, v_lower_start
+    FROM unnest(v_account, v_lower_start) WITH ORDINALITY AS l (account_id, lower, ord)
+    LEFT JOIN LATERAL (
+        SELECT sum(h.amount) AS expired
+        FROM holds h JOIN balances b ON b.account_id = h.account_id
+        WHERE h.account_id = l.account_id AND h.expires_at <= v_judged_at
+          AND h.direction <> b.normal_side
+          AND h.entry_id <> ALL (coalesce(ARRAY(
+                  SELECT (i.value ->> 'posts')::uuid FROM jsonb_array_elements(p_items) AS i (value)
+                  WHERE i.value ->> 'posts' IS NOT NULL), '{}'))
+    ) x ON true;
 
     SELECT array_agg(coalesce(c.n, 0) ORDER BY g.item) INTO v_resolved
     FROM generate_series(1, v_n) AS g (item)
