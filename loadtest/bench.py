@@ -495,7 +495,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     rows.append(bench.pgbench(what, shape))
                     print(asdict(rows[-1]), flush=True)
         if args.only in ("all", "http"):
-            server = Server(kind="gunicorn", workers=2, threads=4, env=bench.env,
+            server = Server(kind=args.server, workers=2, threads=4, env=bench.env,
                             log_path=work / "server.log")  # fmt: skip
             server.wait_ready(bench.read_key)
             for batch in (0, BATCH_SIZE):
@@ -536,6 +536,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=DEFAULT_DURATION_S, help="s per row")
     parser.add_argument("--only", choices=("all", "pgbench", "http"), default="all")
+    parser.add_argument("--server", choices=("gunicorn", "arus-serve"), default="gunicorn",
+                        help="the HTTP server of the HTTP rows")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("build/bench"))
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None and args.only != "pgbench":
