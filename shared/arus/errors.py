@@ -161,7 +161,7 @@ def from_database(orig: BaseException) -> ArusError | None:
     The ledger's SQL functions raise with the API code in HINT; constraint violations that
     only a concurrent writer can cause are mapped by constraint name.
     """
-    fields = orig.args[0] if orig.args and isinstance(orig.args[0], dict) else {}
+    fields = _fields(orig)
     hint, message = fields.get("H"), fields.get("M", "")
     if fields.get("C") == "P0001" and hint in BY_CODE:
         # DETAIL carries `name=value` pairs: a batch item's index, fields for the client.
@@ -199,8 +199,7 @@ def unavailable(exc: BaseException) -> ServiceUnavailable | None:
         return None
     if isinstance(exc, sa.exc.InterfaceError) or exc.connection_invalidated:
         return ServiceUnavailable("the ledger database cannot be reached; retry shortly")
-    fields = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
-    state = str(fields.get("C", "")) if isinstance(fields, dict) else ""
+    state = sqlstate(exc)
     if state in _UNAVAILABLE_STATES or state.startswith("08"):
         return ServiceUnavailable("the ledger database did not answer in time; retry shortly")
     if isinstance(exc, sa.exc.OperationalError) and not state:
@@ -208,11 +207,15 @@ def unavailable(exc: BaseException) -> ServiceUnavailable | None:
     return None
 
 
+def _fields(orig: BaseException | None) -> dict[str, Any]:
+    """pg8000's error fields (C: SQLSTATE, M: message, H: hint, D: detail, n: constraint)."""
+    args = orig.args if orig is not None else ()
+    return args[0] if args and isinstance(args[0], dict) else {}
+
+
 def sqlstate(exc: BaseException) -> str:
     """The SQLSTATE of a database error ('' if none): safe to log, it carries no values."""
-    orig = getattr(exc, "orig", None)
-    fields = orig.args[0] if orig is not None and orig.args else None
-    return str(fields.get("C", "")) if isinstance(fields, dict) else ""
+    return str(_fields(getattr(exc, "orig", None)).get("C", ""))
 
 
 @contextmanager

@@ -119,12 +119,9 @@ def close_ledger(
             f"{day.isoformat()} can be closed from {(_cutoff(day) + CLOSE_GRACE).isoformat()}"
         )
     with engine.begin() as conn:
-        # The ledger's close lock, the key the engine takes shared for back-dated entries:
+        # The ledger's close lock, which the engine takes shared for back-dated entries:
         # concurrent closes queue here too, and the loser reads the winner's report.
-        conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtextextended('arus-close:' || :ledger, 0))"),
-            {"ledger": str(ledger_id)},
-        )
+        conn.execute(sa.text("SELECT arus_close_lock(:ledger, true)"), {"ledger": ledger_id})
         stored = _stored_report(conn, ledger_id, day)
         if stored is not None:
             return stored

@@ -109,9 +109,7 @@ def create_account(
     operation: str,
 ) -> MutationResult:
     params = {
-        **credentials.as_params(),
-        "key": idempotency_key,
-        "fingerprint": fingerprint(operation=operation, body=request_body),
+        **_keyed(credentials, idempotency_key, operation, request_body),
         "code": account.code,
         "name": account.name,
         "type": account.type,
@@ -121,6 +119,17 @@ def create_account(
     }
     outcome = call_engine(engine, _CREATE_ACCOUNT, params, retry_safe=idempotency_key is not None)
     return _result(outcome)
+
+
+def _keyed(
+    credentials: Credentials, idempotency_key: str | None, operation: str, request_body: object
+) -> dict[str, Any]:
+    """What every keyed mutation passes: who calls, its key, and its request's fingerprint."""
+    return {
+        **credentials.as_params(),
+        "key": idempotency_key,
+        "fingerprint": fingerprint(operation=operation, body=request_body),
+    }
 
 
 def _lines(entry: NewEntry) -> list[dict[str, Any]]:
@@ -145,9 +154,7 @@ def post_entry(
     operation: str,
 ) -> MutationResult:
     params = {
-        **credentials.as_params(),
-        "key": idempotency_key,
-        "fingerprint": fingerprint(operation=operation, body=request_body),
+        **_keyed(credentials, idempotency_key, operation, request_body),
         "description": entry.description,
         "effective_date": entry.effective_date.isoformat(),
         "metadata": json.dumps(entry.metadata),
@@ -201,9 +208,7 @@ def reverse_entry(
     operation: str,
 ) -> MutationResult:
     params = {
-        **credentials.as_params(),
-        "key": idempotency_key,
-        "fingerprint": fingerprint(operation=operation, body=request_body),
+        **_keyed(credentials, idempotency_key, operation, request_body),
         "entry_id": str(reversal.entry_id),
         "description": reversal.description,
         "effective_date": reversal.effective_date.isoformat(),
@@ -222,9 +227,7 @@ def post_pending(
 ) -> MutationResult:
     """Capture a hold: a new posted entry with the pending entry's postings, dated today."""
     params = {
-        **credentials.as_params(),
-        "key": idempotency_key,
-        "fingerprint": fingerprint(operation=operation, body=request_body),
+        **_keyed(credentials, idempotency_key, operation, request_body),
         "entry_id": str(action.entry_id),
         "description": action.description,
         "effective_date": today_utc().isoformat(),
@@ -243,9 +246,7 @@ def void_pending(
 ) -> MutationResult:
     """Release a hold: the pending entry, now voided."""
     params = {
-        **credentials.as_params(),
-        "key": idempotency_key,
-        "fingerprint": fingerprint(operation=operation, body=request_body),
+        **_keyed(credentials, idempotency_key, operation, request_body),
         "entry_id": str(action.entry_id),
     }
     return _result(call_engine(engine, _VOID_PENDING, params, retry_safe=True))

@@ -204,10 +204,24 @@ def _register_mutations(app: Flask, ledger: Resources) -> None:
         )
         return _mutation_response(result, f"/v1/entries/{result.body['id']}")
 
-    def pending_action(
-        entry_id: str, parse_body: Callable[[uuid.UUID, object], commands.PendingAction]
-    ) -> tuple[Credentials, str, object, commands.PendingAction]:
-        """The parsed request of a post or void, authorised first if it does not parse."""
+    for route, parse_body, use_case in (
+        (POST_PENDING_ROUTE, commands.parse_post_pending, gateway.post_pending),
+        (VOID_PENDING_ROUTE, commands.parse_void_pending, gateway.void_pending),
+    ):
+        _register_pending_action(app, ledger, route, parse_body, use_case)
+
+
+def _register_pending_action(
+    app: Flask,
+    ledger: Resources,
+    route: str,
+    parse_body: Callable[[uuid.UUID, object], commands.PendingAction],
+    use_case: Callable[..., gateway.MutationResult],
+) -> None:
+    """`POST /v1/entries/{id}/post` or `/void`: parsed (authorised first if it does not
+    parse), then one engine call."""
+
+    def pending_action(entry_id: str) -> Response:
         credentials = _credentials()
 
         def parse() -> tuple[str, object, commands.PendingAction]:
@@ -215,37 +229,21 @@ def _register_mutations(app: Flask, ledger: Resources) -> None:
             if parsed_id is None:
                 raise NotFound(f"no entry {entry_id}")
             key = commands.parse_idempotency_key(request.headers.get("Idempotency-Key"))
-            body = read_json_body(required=False, max_bytes=limits.max_body_bytes)
+            body = read_json_body(required=False, max_bytes=ledger.settings.max_body_bytes)
             return key, body, parse_body(parsed_id, body)
 
         key, body, action = _authorized_parse(ledger, credentials, parse)
-        return credentials, key, body, action
-
-    @app.post(POST_PENDING_ROUTE)
-    def post_pending(entry_id: str) -> Response:
-        credentials, key, body, action = pending_action(entry_id, commands.parse_post_pending)
-        result = gateway.post_pending(
+        result = use_case(
             ledger.engine,
             credentials=credentials,
             action=action,
             idempotency_key=key,
             request_body=body,
-            operation=operation(POST_PENDING_ROUTE, entry_id=action.entry_id),
+            operation=operation(route, entry_id=action.entry_id),
         )
         return _mutation_response(result, f"/v1/entries/{result.body['id']}")
 
-    @app.post(VOID_PENDING_ROUTE)
-    def void_pending(entry_id: str) -> Response:
-        credentials, key, body, action = pending_action(entry_id, commands.parse_void_pending)
-        result = gateway.void_pending(
-            ledger.engine,
-            credentials=credentials,
-            action=action,
-            idempotency_key=key,
-            request_body=body,
-            operation=operation(VOID_PENDING_ROUTE, entry_id=action.entry_id),
-        )
-        return _mutation_response(result, f"/v1/entries/{result.body['id']}")
+    app.add_url_rule(route, use_case.__name__, pending_action, methods=["POST"])
 
 
 def _register_reads(app: Flask, ledger: Resources) -> None:

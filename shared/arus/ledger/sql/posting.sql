@@ -12,6 +12,19 @@
 --   3. the ledger row (the gap-free ledger_seq), taken once per call, as late as possible:
 --      after it come only the entry, postings, outbox and stored-response writes.
 
+-- The ledger's close lock, one key for both sides: a daily close holds it exclusively while
+-- it computes and stores its snapshot, a back-dated call holds it shared while it is judged
+-- and written, so no entry is judged against a close that has not committed yet.
+CREATE OR REPLACE FUNCTION arus_close_lock(p_ledger uuid, p_exclusive boolean) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_exclusive THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended('arus-close:' || p_ledger, 0));
+    ELSE
+        PERFORM pg_advisory_xact_lock_shared(hashtextextended('arus-close:' || p_ledger, 0));
+    END IF;
+END $$;
+
 -- Claims (ledger, key) for one request. Returns NULL when the key is fresh, else the replay
 -- `{"status": 200, "entry"|"body": ..., "replayed": true}` of the stored response.
 CREATE OR REPLACE FUNCTION arus_claim_idempotency_key(p_ledger uuid, p_key text, p_fingerprint text)
@@ -192,7 +205,7 @@ BEGIN
     -- a close never runs between this check and this call's commit.
     v_today := (v_judged_at AT TIME ZONE 'UTC')::date;
     IF v_min_date < v_today THEN
-        PERFORM pg_advisory_xact_lock_shared(hashtextextended('arus-close:' || p_ledger, 0));
+        PERFORM arus_close_lock(p_ledger, false);
         SELECT max(close_date) INTO v_last_close FROM daily_closes WHERE ledger_id = p_ledger;
     END IF;
 

@@ -45,6 +45,7 @@ APP_FUNCTIONS = (
     "arus_outbox_published(bigint[])",
     "arus_store_close(uuid, date, json, jsonb)",
     "arus_prune(int, int)",
+    "arus_close_lock(uuid, boolean)",
     "arus_timestamp(timestamptz)",
     "arus_account_json(uuid)",
     "arus_entry_json(uuid)",
