@@ -86,13 +86,12 @@ def test_a_close_in_progress_holds_back_dated_entries_until_it_commits(api, clos
     answers: list[int] = []
     with engine.connect() as conn:
         tx = conn.begin()
+        conn.execute(sa.text("SELECT arus_close_lock(:l, true)"), {"l": closed_books.ledger_id})
         conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtextextended('arus-close:' || :l, 0))"),
-            {"l": str(closed_books.ledger_id)},
-        )
-        conn.execute(
-            sa.text("INSERT INTO daily_closes (ledger_id, close_date, report) "
-                    "VALUES (:l, :d, '{}'::jsonb)"),
+            # A close as the close stores it: later closes of that day return this report.
+            sa.text("INSERT INTO daily_closes (ledger_id, close_date, report) VALUES (:l, :d, "
+                    "jsonb_build_object('ledger_id', CAST(:l AS text), "
+                    "'date', CAST(:d AS text), 'ok', true))"),
             {"l": closed_books.ledger_id, "d": next_day},
         )  # fmt: skip
 
