@@ -10,4 +10,4 @@ RUN pip install '.[kafka]' \
     && useradd --system --uid 10001 arus
 USER arus
 EXPOSE 8080
-CMD ["arus", "serve", "--host", "0.0.0.0", "--port", "8080"]
+CMD ["arus", "serve", "--host", "0.0.0.0", "--port", "8080", "--workers", "2"]

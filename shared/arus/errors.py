@@ -155,6 +155,12 @@ _CONSTRAINTS: dict[str, type[ArusError]] = {
 }
 
 
+def refusal(reason: str, message: str | None = None) -> dict[str, Any]:
+    """The body of a refusal that has no error type of its own (a malformed request line,
+    headers too large): its code is the HTTP reason phrase in snake case."""
+    return {"error": {"code": reason.lower().replace(" ", "_"), "message": message or reason}}
+
+
 def from_database(orig: BaseException) -> ArusError | None:
     """The domain error a pg8000 DatabaseError stands for, or None if it is a real fault.
 

@@ -5,6 +5,7 @@ operator token on the job routes."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import socket
 import tempfile
@@ -167,30 +168,49 @@ def test_the_job_functions_are_gated_by_iam_not_a_token(outage):
     assert client.post("/").status_code == 200
 
 
-def _raw_post(port: int, path: str, headers: dict[str, str], body_chunks: list[bytes]) -> int:
-    """POST with Transfer-Encoding: chunked; returns the status code."""
+def _raw_post(
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    body_chunks: list[bytes],
+    *,
+    content_length: int | None = None,
+) -> int:
+    """POST chunked (or with the Content-Length given); returns the status code, and asserts
+    that a 413 is Arus's JSON error whichever layer refused the body."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        framing = ("Transfer-Encoding: chunked" if content_length is None
+                   else f"Content-Length: {content_length}")  # fmt: skip
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        conn.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n{head}"
+        conn.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\n{framing}\r\n{head}"
                      "Connection: close\r\n\r\n".encode())  # fmt: skip
         try:
             for chunk in body_chunks:
-                conn.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-            conn.sendall(b"0\r\n\r\n")
+                framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+                conn.sendall(framed if content_length is None else chunk)
+            if content_length is None:
+                conn.sendall(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server may answer 413 and close before the whole body is sent
-        reply = conn.recv(65536)
-    return int(reply.split(b" ", 2)[1])
+        reply = b""
+        while piece := conn.recv(65536):
+            reply += piece
+    status = int(reply.split(b" ", 2)[1])
+    if status == 413:
+        head_part, _, body = reply.partition(b"\r\n\r\n")
+        assert b"content-type: application/json" in head_part.lower(), reply
+        assert json.loads(body)["error"]["code"] == "payload_too_large", reply
+    return status
 
 
 def test_a_chunked_body_over_the_limit_is_413_like_one_with_content_length(outage, outage_ledger):
-    from werkzeug.serving import make_server
+    from arus.web.serving import InProcessServer
 
     limit = 2048
     settings = dataclasses.replace(outage.settings, max_body_bytes=limit,
                                    max_batch_body_bytes=4 * limit)  # fmt: skip
-    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    server = InProcessServer(create_app(settings), "127.0.0.1", 0, threads=2)  # what we ship
+    thread = threading.Thread(target=server.serve_until_stopped, daemon=True)
     thread.start()
     try:
         headers = {**outage_ledger.write, "Idempotency-Key": uuid.uuid4().hex,
@@ -220,5 +240,10 @@ def test_a_chunked_body_over_the_limit_is_413_like_one_with_content_length(outag
         assert _raw_post(server.port, "/v1/entries",
                          {**headers, "Idempotency-Key": uuid.uuid4().hex},
                          [huge[i:i + 1000] for i in range(0, len(huge), 1000)]) == 413  # fmt: skip
+        # The same, declared up front: refused before the body is read (by waitress, here).
+        assert _raw_post(server.port, "/v1/entries",
+                         {**headers, "Idempotency-Key": uuid.uuid4().hex},
+                         [huge[:1000]], content_length=len(huge)) == 413  # fmt: skip
     finally:
-        server.shutdown()
+        server.stop()
+        thread.join(timeout=15)

@@ -1,9 +1,9 @@
 """The bracket runner (loadtest/bracket.py): its verdicts, and one short run against a real server.
 
-The smoke runs use a few users for a few seconds against gunicorn serving Arus on the session's
-PostgreSQL. They check what the report says and how it is shaped, never how fast the server was:
-the SLO is set so the verdict does not depend on speed (p99 < 0 ms always fails; an unbounded
-p99 passes whenever nothing fails).
+The smoke runs use a few users for a few seconds against `arus serve` (gunicorn over waitress)
+on the session's PostgreSQL. They check what the report says and how it is shaped, never how
+fast the server was: the SLO is set so the verdict does not depend on speed (p99 < 0 ms always
+fails; an unbounded p99 passes whenever nothing fails).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def test_brackets_that_meet_the_slo_publish_a_ceiling(
     assert report["ceiling"]["users"] == fastest["users"]
     assert report["ceiling"]["rps"] == fastest["rps"]
     assert report["postgres"]["fsync"] in ("on", "off")
-    assert report["server"]["kind"] == "gunicorn"
+    assert report["server"]["kind"] == "arus-serve"
     _assert_verified(report, customers=6)
     assert f"**Ceiling: {fastest['rps']:g} requests/s**" in report["_markdown"]
     assert "No bracket failed" in report["_markdown"]

@@ -31,8 +31,10 @@ SERVER_START_TIMEOUT_S = 60.0
 
 
 @contextmanager
-def running_server(database_url: str) -> Iterator[str]:
-    """`arus serve` in a subprocess against database_url; yields its base URL."""
+def running_server(database_url: str, *, workers: int = 1) -> Iterator[str]:
+    """`arus serve --workers N` in a subprocess against database_url; yields its base URL.
+
+    Stopped with SIGTERM, it must exit cleanly (gunicorn's arbiter stops its workers)."""
     port = free_port()
     log_path = Path(tempfile.mkdtemp(prefix="arus-serve-")) / "serve.log"
     env = {**os.environ, "ARUS_DATABASE_URL": database_url, "ARUS_LOG_LEVEL": "WARNING"}
@@ -47,6 +49,8 @@ def running_server(database_url: str) -> Iterator[str]:
                 "127.0.0.1",
                 "--port",
                 str(port),
+                "--workers",
+                str(workers),
             ],
             env=env,
             cwd=REPO,
@@ -69,10 +73,12 @@ def running_server(database_url: str) -> Iterator[str]:
     finally:
         process.terminate()
         try:
-            process.wait(timeout=10)
+            returncode = process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+            raise AssertionError(f"arus serve ignored SIGTERM: {log_path.read_text()}") from None
+    assert returncode == 0, f"arus serve exited {returncode}: {log_path.read_text()}"
 
 
 def no_sleep(_: float) -> None:

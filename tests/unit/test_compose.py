@@ -15,6 +15,14 @@ def test_compose_runs_postgres_redpanda_the_api_and_the_relay():
     assert COMPOSE["services"]["relay"]["command"][:2] == ["arus", "relay"]
 
 
+def test_the_api_runs_the_server_shape_the_slow_client_test_proves():
+    # tests/integration/test_slow_clients.py proves `arus serve --workers 2` (and the bench runs it)
+    command = COMPOSE["services"]["api"]["command"]
+    assert command[command.index("--workers") + 1] == "2"
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert '"serve", "--host", "0.0.0.0", "--port", "8080", "--workers", "2"]' in dockerfile
+
+
 def test_the_relay_uses_the_kafka_transport_on_redpanda():
     env = COMPOSE["services"]["relay"]["environment"]
     assert env["ARUS_OUTBOX_TRANSPORT"] == "kafka"

@@ -20,8 +20,16 @@ from arus.ledger.access import SCOPES
 from arus.platform import logs
 from arus.platform.config import ConfigError, Settings, load_settings
 from arus.platform.db import get_engine
+from arus.tools import devserver
 
 log = logging.getLogger("arus.tools.cli")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def _print_json(value: Any) -> None:
@@ -75,9 +83,7 @@ def cmd_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"arus: serving the ledger on http://{args.host}:{args.port}", flush=True)
-    from arus.tools import devserver
-
-    devserver.serve(settings, args.host, args.port)
+    devserver.serve(settings, args.host, args.port, workers=args.workers, threads=args.threads)
     return 0
 
 
@@ -130,8 +136,6 @@ def cmd_bundle(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
-    from arus.tools import devserver
-
     return devserver.run(settings, args)
 
 
@@ -165,6 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve_p = sub.add_parser("serve", help="serve every function's routes in one process")
     serve_p.add_argument("--host", default="127.0.0.1")
     serve_p.add_argument("--port", type=int, default=8080)
+    serve_p.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="processes (gunicorn over waitress when more than 1; default 1)",
+    )
+    serve_p.add_argument(
+        "--threads",
+        type=_positive,
+        default=devserver.SERVE_THREADS,
+        help=f"threads per process (default {devserver.SERVE_THREADS})",
+    )
     serve_p.set_defaults(func=cmd_serve)
 
     dev = sub.add_parser("dev", help="the one-command local ledger")

@@ -24,6 +24,7 @@ from arus.platform.db import get_engine
 log = logging.getLogger("arus.dev")
 DEMO_LEDGER_NAME = "demo"
 DEV_APP_USER = "arus_dev_app"  # the login the local ledger runs as (member of arus_app)
+SERVE_THREADS = 4  # per process: each holds at most one database connection at a time
 
 
 def start_embedded_postgres(data_dir: Path) -> str:
@@ -46,21 +47,25 @@ def start_embedded_postgres(data_dir: Path) -> str:
 
 
 def serve(
-    settings: Settings, host: str, port: int, *, ready: threading.Event | None = None
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    workers: int = 1,
+    threads: int = SERVE_THREADS,
+    ready: threading.Event | None = None,
 ) -> None:
-    """Every function's routes in one threaded WSGI server until interrupted (`arus serve`)."""
-    from werkzeug.serving import make_server
-
+    """Every function's routes over HTTP until interrupted (`arus serve`, `arus dev`)."""
+    from arus.web import serving
     from arus.web.app import create_app
 
-    server = make_server(host, port, create_app(settings), threaded=True)
-    log.info("serving on http://%s:%d", host, server.server_port)
-    if ready is not None:
-        ready.set()
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
+    log.info("serving on http://%s:%d (%d x %d)", host, port, workers, threads)
+    if workers == 1:
+        serving.serve_in_process(create_app(settings), host, port, threads=threads, ready=ready)
+    else:
+        serving.serve_with_workers(
+            lambda: create_app(settings), host, port, workers=workers, threads=threads
+        )
 
 
 def demo_keys(settings: Settings, data_dir: Path) -> dict[str, str]:

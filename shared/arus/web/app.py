@@ -30,6 +30,7 @@ from arus.errors import (
     ServiceUnavailable,
     Unauthenticated,
     ValidationError,
+    refusal,
     sqlstate,
     unavailable,
 )
@@ -423,10 +424,7 @@ def error_response(exc: Exception) -> Response:
         elif exc.code == 404:
             mapped = NotFound(f"no route {request.path}")
         else:
-            return json_response(
-                {"error": {"code": exc.name.lower().replace(" ", "_"), "message": exc.name}},
-                exc.code or 500,
-            )
+            return json_response(refusal(exc.name), exc.code or 500)
         return json_response(mapped.to_json(), mapped.status)
     # A 500 is always a bug: log it with its traceback, tell the caller nothing internal.
     log.exception("unhandled error on %s %s", request.method, request.path)

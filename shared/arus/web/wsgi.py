@@ -1,8 +1,10 @@
-"""WSGI entry point for a multi-process server: `gunicorn arus.web.wsgi:app`.
+"""WSGI entry point for running Arus under a server of your own, for example
+`gunicorn -k arus.web.serving.WaitressWorker arus.web.wsgi:app` (what `arus serve --workers N`
+runs) or `loadtest/bracket.py --server gthread`.
 
 The same app `arus serve` runs (every function's routes), configured once from the
 environment. Each gunicorn worker imports this module after the fork, so each gets its own
-database engines. The load test (loadtest/bracket.py) serves Arus this way.
+database engines.
 """
 
 from __future__ import annotations

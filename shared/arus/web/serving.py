@@ -1,0 +1,218 @@
+"""The HTTP server of `arus serve`, docker-compose and the bench: waitress in gunicorn's workers.
+
+waitress reads each request in full on its I/O loop before a thread runs the app, so a client
+that dribbles its request holds a socket, never a worker thread (SPEC §3.4, ADR-007). One
+Python process cannot use two cores, so gunicorn forks and supervises the processes; each
+worker runs a waitress loop on the listening sockets gunicorn hands it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+from gunicorn.workers.base import Worker
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, create_server
+from waitress.task import ErrorTask
+
+from arus.errors import PayloadTooLarge, refusal
+from arus.web.bodies import JSON_MIMETYPE
+
+# Room for many idle or slow sockets per process: waitress stops accepting at its connection
+# limit (100 by default), and select() cannot watch more than 1,024 descriptors, poll() can.
+CONNECTION_LIMIT = 4000
+HEARTBEAT_S = 1.0
+GRACEFUL_S = 10  # how long a stopping server keeps answering the requests it has read
+LINGER_S = 2.0  # how long a refused client may go on sending before its connection is closed
+
+
+class _RefusalTask(ErrorTask):  # type: ignore[misc]
+    """waitress's own refusals (a body past the limit, a malformed request) in Arus's error
+    shape, like every other answer, instead of waitress's plain text."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        if error.code == 413:
+            payload = PayloadTooLarge("the request body exceeds the size limit").to_json()
+        else:
+            payload = refusal(error.reason, error.body)
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        self.channel.linger_after_close = True
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", JSON_MIMETYPE))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class _Channel(HTTPChannel):  # type: ignore[misc]
+    """waitress's connection, with a lingering close after a refusal (what nginx does): a client
+    still sending the body it was refused would otherwise have its unread bytes make the
+    kernel reset the connection, and the reset destroys the 413 before the client reads it.
+    So: half-close, then read and drop what still comes, until the client closes or LINGER_S."""
+
+    error_task_class = _RefusalTask
+    linger_after_close = False
+    _linger_until: float | None = None
+
+    def handle_close(self) -> None:
+        if self.linger_after_close and self._linger_until is None and self.socket is not None:
+            try:
+                self.socket.shutdown(socket.SHUT_WR)  # the answer, then end-of-stream
+            except OSError:
+                pass
+            else:
+                self._linger_until = time.monotonic() + LINGER_S
+                self.will_close = False
+                return
+        super().handle_close()
+
+    def readable(self) -> bool:
+        return self._linger_until is not None or bool(super().readable())
+
+    def writable(self) -> bool:
+        if self._linger_until is not None:
+            return time.monotonic() >= self._linger_until  # then handle_write closes
+        return bool(super().writable())
+
+    def handle_write(self) -> None:
+        if self._linger_until is not None:
+            super().handle_close()
+        else:
+            super().handle_write()
+
+    def handle_read(self) -> None:
+        if self._linger_until is None:
+            super().handle_read()
+            return
+        try:
+            dropped = self.socket.recv(65536)
+        except OSError:
+            dropped = b""
+        if not dropped or time.monotonic() >= self._linger_until:
+            super().handle_close()
+
+
+def _waitress(app: Flask, *, threads: int, socket_map: dict[int, Any], **where: Any) -> Any:
+    """A waitress server for app on `host`/`port` or on gunicorn's `sockets`, not yet running."""
+    server = create_server(
+        app, map=socket_map, threads=threads, connection_limit=CONNECTION_LIMIT,
+        asyncore_use_poll=True, ident="arus",
+        # waitress spools a body past its buffer to disk: refuse one over the app's limit first.
+        max_request_body_size=app.config["MAX_CONTENT_LENGTH"], **where,
+    )  # fmt: skip
+    for dispatcher in _listeners(socket_map):
+        dispatcher.channel_class = _Channel
+    return server
+
+
+def _listeners(socket_map: dict[int, Any]) -> list[Any]:
+    return [d for d in socket_map.values() if isinstance(d, BaseWSGIServer)]
+
+
+def _loop_once(server: Any, socket_map: dict[int, Any], timeout_s: float) -> None:
+    server.asyncore.loop(timeout=timeout_s, map=socket_map, use_poll=True, count=1)
+
+
+def _drain(
+    server: Any, socket_map: dict[int, Any], *, within_s: float, beat: Callable[[], None]
+) -> None:
+    """Stop accepting, then send the answers of the requests already read, for up to within_s:
+    an entry committed while the server stops still reaches its client."""
+    for fileno, dispatcher in list(socket_map.items()):
+        if isinstance(dispatcher, BaseWSGIServer):  # a listening socket
+            del socket_map[fileno]
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and any(
+        isinstance(channel, HTTPChannel) and (channel.requests or channel.total_outbufs_len)
+        for channel in list(socket_map.values())
+    ):
+        beat()
+        _loop_once(server, socket_map, 0.1)
+    server.task_dispatcher.shutdown(timeout=1)
+
+
+class InProcessServer:
+    """One waitress process: `arus dev`, `arus serve --workers 1`, and tests that need the
+    shipped server on a free port (port 0)."""
+
+    def __init__(self, app: Flask, host: str, port: int, *, threads: int) -> None:
+        self._socket_map: dict[int, Any] = {}
+        self._server = _waitress(app, threads=threads, socket_map=self._socket_map,
+                                 host=host, port=port)  # fmt: skip
+        self.port: int = self._server.effective_port
+        self._stopping = threading.Event()
+
+    def serve_until_stopped(self) -> None:
+        while not self._stopping.is_set():
+            _loop_once(self._server, self._socket_map, HEARTBEAT_S)
+        _drain(self._server, self._socket_map, within_s=GRACEFUL_S, beat=lambda: None)
+
+    def stop(self) -> None:
+        """Ask the loop to stop (from any thread or a signal handler); it drains first."""
+        self._stopping.set()
+
+
+def serve_in_process(
+    app: Flask, host: str, port: int, *, threads: int, ready: threading.Event | None = None
+) -> None:
+    """One waitress process in the main thread until SIGTERM or SIGINT."""
+    server = InProcessServer(app, host, port, threads=threads)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: server.stop())
+    if ready is not None:
+        ready.set()
+    server.serve_until_stopped()
+
+
+class WaitressWorker(Worker):  # type: ignore[misc]
+    """A gunicorn worker whose HTTP is waitress (gunicorn's own workers give a thread to a
+    connection as soon as its first byte arrives)."""
+
+    def run(self) -> None:
+        socket_map: dict[int, Any] = {}
+        server = _waitress(
+            self.wsgi, threads=self.cfg.threads, socket_map=socket_map,
+            sockets=[listener.sock for listener in self.sockets],
+        )  # fmt: skip
+        beat = 0.0
+        while self.alive and self.ppid == os.getppid():
+            if time.monotonic() - beat >= HEARTBEAT_S:
+                self.notify()  # the arbiter replaces a worker silent for --timeout seconds
+                beat = time.monotonic()
+            _loop_once(server, socket_map, HEARTBEAT_S)
+        _drain(server, socket_map, within_s=self.cfg.graceful_timeout, beat=self.notify)
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, app_factory: Callable[[], Flask], options: dict[str, Any]) -> None:
+        self._app_factory = app_factory
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self._app_factory()  # in each worker, after the fork: its own database engines
+
+
+def serve_with_workers(
+    app_factory: Callable[[], Flask], host: str, port: int, *, workers: int, threads: int
+) -> None:
+    """gunicorn's arbiter over `workers` waitress processes until SIGTERM or SIGINT."""
+    _Gunicorn(app_factory, {
+        "bind": f"{host}:{port}", "workers": workers, "threads": threads,
+        "worker_class": f"{__name__}.WaitressWorker", "timeout": 30,
+        "graceful_timeout": GRACEFUL_S, "loglevel": "warning",
+    }).run()  # fmt: skip
