@@ -100,3 +100,39 @@ def test_the_application_role_runs_the_ledger(app_engine, ledger):
                                 idempotency_key=uuid.uuid4().hex, request_body={},
                                 operation="POST /v1/entries")  # fmt: skip
     assert result.status == 201
+
+
+def test_a_user_made_as_the_cloud_sql_api_makes_one_is_stripped_to_arus_app(owner_database_url):
+    """Terraform creates the application's user through the Cloud SQL Admin API, which makes it
+    a member of cloudsqlsuperuser with CREATEDB and CREATEROLE; `arus app-user` takes that away
+    (here a stand-in role with those attributes plays cloudsqlsuperuser)."""
+    from arus.admin import roles
+
+    owner = get_engine(Settings(database_url=owner_database_url))
+    name, standin = f"arus_api_user_{uuid.uuid4().hex[:8]}", f"api_super_{uuid.uuid4().hex[:8]}"
+    with owner.begin() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {standin} CREATEDB CREATEROLE")
+        conn.exec_driver_sql(f"CREATE ROLE {name} LOGIN CREATEDB CREATEROLE IN ROLE {standin}")
+        assert roles.excess_privileges(conn, name) == [
+            f"membership in {standin}", "CREATEDB", "CREATEROLE"]  # fmt: skip
+    assert roles.ensure_app_user(owner, name, "pw-" + uuid.uuid4().hex) is False  # it existed
+    with owner.connect() as conn:
+        assert roles.excess_privileges(conn, name) == []
+        assert roles.memberships(conn, name) == ["arus_app"]
+
+
+def test_app_user_refuses_to_bless_a_user_it_cannot_strip(owner_database_url, capsys, monkeypatch):
+    """SUPERUSER cannot be taken away by a Cloud SQL owner, so it is not tried: the command
+    fails, naming it, instead of leaving the ledger served by a superuser."""
+    from arus.admin import roles
+    from arus.tools import cli
+
+    owner = get_engine(Settings(database_url=owner_database_url))
+    name = f"arus_super_{uuid.uuid4().hex[:8]}"
+    with owner.begin() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {name} LOGIN SUPERUSER")
+    with pytest.raises(roles.PrivilegedUser, match="SUPERUSER"):
+        roles.ensure_app_user(owner, name)
+    monkeypatch.setenv("ARUS_DATABASE_URL", owner_database_url)
+    assert cli.main(["app-user", name]) == 2
+    assert f"arus: {name} still has SUPERUSER" in capsys.readouterr().err

@@ -801,3 +801,38 @@ def test_write_only_arguments_have_the_versions_they_need(everything: list[Confi
                     assert re.search(r"6\.(2[3-9]|[3-9]\d)", str(google["version"])), (
                         config.path, google["version"],
                     )  # fmt: skip
+
+
+def test_terraform_creates_both_database_users_and_functions_hold_only_the_apps(
+    modules: dict[str, Config], environments: dict[str, Environment]
+) -> None:
+    """Issue 11: the owner (migrations, administration) and the application's user, each with
+    its own generated password in its own secret; the functions connect as the application's
+    user and can read its secret only. (`arus app-user` strips what the Admin API adds to that
+    user: tests/integration/test_least_privilege.py.)"""
+    sql = modules["cloud_sql"]
+    app = sql.resource("google_sql_user", "app")
+    assert app["name"] == "${var.app_user_name}" and "password" not in app
+    assert app["password_wo"] == "${var.app_user_password}"
+    assert app["password_wo_version"] == "${var.app_user_password_version}"
+    assert app["count"] == "${var.app_user_via_api ? 1 : 0}"
+    assert sql.variables["app_user_password"]["ephemeral"] is True
+    assert sql.variables["app_user_name"]["default"] != sql.variables["user_name"]["default"]
+    secret_id = modules["secrets"].resource("google_secret_manager_secret", "db_password")
+    assert secret_id["secret_id"] == "${var.name_prefix}-${var.secret_name}"
+    for name, env in environments.items():
+        stack = env.modules
+        owner_secret = stack["secrets"].get("secret_name", "db-password")
+        assert owner_secret != stack["app_secrets"]["secret_name"], name
+        assert stack["app_secrets"]["source"] == stack["secrets"]["source"] == "../secrets"
+        assert stack["cloud_sql"]["app_user_password"] == "${module.app_secrets.password}"
+        assert stack["cloud_sql"]["app_user_password_version"] == (
+            "${module.app_secrets.password_version}"
+        )
+        functions = stack["functions"]
+        assert functions["db_user"] == "${module.cloud_sql.app_user_name}", name
+        assert functions["db_password_secret_id"] == "${module.app_secrets.secret_id}"
+        assert functions["db_password_secret_version"] == "${module.app_secrets.secret_version}"
+        assert stack["iam"]["db_password_secret_name"] == "${module.app_secrets.secret_name}"
+        # The owner's secret reaches no function and no grant.
+        assert "module.secrets." not in str(functions) + str(stack["iam"]), name

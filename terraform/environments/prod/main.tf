@@ -29,12 +29,14 @@ locals {
 module "arus" {
   source = "../../modules/stack"
 
-  project_id          = var.project_id
-  region              = var.region
-  database_version    = var.database_version
-  source_archives     = var.source_archives
-  db_password_version = var.db_password_version
-  scheduler_paused    = var.scheduler_paused
+  project_id              = var.project_id
+  region                  = var.region
+  database_version        = var.database_version
+  source_archives         = var.source_archives
+  db_password_version     = var.db_password_version
+  db_app_password_version = var.db_app_password_version
+  db_app_user_via_api     = var.db_app_user_via_api
+  scheduler_paused        = var.scheduler_paused
 
   environment             = local.environment
   database                = local.database

@@ -14,13 +14,23 @@ output "database_name" {
 }
 
 output "database_user" {
-  description = "PostgreSQL user (ARUS_DB_USER)."
+  description = "The application's PostgreSQL user (ARUS_DB_USER of the functions; member of arus_app only)."
   value       = module.arus.database_user
 }
 
 output "db_password_secret" {
-  description = "Full name of the Secret Manager secret holding the database password (never the password itself)."
+  description = "Full name of the secret holding the application user's password (never the password itself)."
   value       = module.arus.db_password_secret
+}
+
+output "database_owner" {
+  description = "The PostgreSQL user that owns the schema: migrations, `arus app-user`, ledgers and keys."
+  value       = module.arus.database_owner
+}
+
+output "db_owner_password_secret" {
+  description = "Full name of the secret holding the owner's password, for the operator only."
+  value       = module.arus.db_owner_password_secret
 }
 
 output "events_topic" {

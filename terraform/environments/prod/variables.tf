@@ -32,6 +32,18 @@ variable "db_password_version" {
   default     = 1
 }
 
+variable "db_app_password_version" {
+  description = "Increase it to rotate the application user's password (docs/runbook-cloud-run.md, \"Rotate the database password\")."
+  type        = number
+  default     = 1
+}
+
+variable "db_app_user_via_api" {
+  description = "Create the application's user through the Cloud SQL Admin API; false if `arus app-user` cannot strip cloudsqlsuperuser from it (docs/runbook-cloud-run.md)."
+  type        = bool
+  default     = true
+}
+
 variable "scheduler_paused" {
   description = "Keep the relay and daily close jobs paused, for example during a migration."
   type        = bool

@@ -145,3 +145,19 @@ resource "google_sql_user" "ledger" {
   # PostgreSQL refuses to drop a role that owns objects; leave it to the instance's deletion.
   deletion_policy = "ABANDON"
 }
+
+# The application's user (functions, relay, close). The Admin API makes every user it creates a
+# member of cloudsqlsuperuser with CREATEDB and CREATEROLE; `arus app-user` (run by the owner
+# with the migrations, docs/runbook-cloud-run.md) takes that away and makes it a member of
+# arus_app only, or fails naming what it could not take away. With app_user_via_api = false the
+# user is not created here: the owner creates it in SQL with `arus app-user --password-env`.
+resource "google_sql_user" "app" {
+  count = var.app_user_via_api ? 1 : 0
+
+  project             = var.project_id
+  instance            = google_sql_database_instance.ledger.name
+  name                = var.app_user_name
+  password_wo         = var.app_user_password
+  password_wo_version = var.app_user_password_version
+  deletion_policy     = "ABANDON"
+}

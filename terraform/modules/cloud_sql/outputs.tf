@@ -17,3 +17,8 @@ output "user_name" {
   description = "PostgreSQL user the functions connect as (ARUS_DB_USER)."
   value       = google_sql_user.ledger.name
 }
+
+output "app_user_name" {
+  description = "The application's PostgreSQL user (ARUS_DB_USER of every function)."
+  value       = var.app_user_name
+}

@@ -107,7 +107,7 @@ variable "database_name" {
 }
 
 variable "user_name" {
-  description = "Built-in PostgreSQL user the functions connect as (ARUS_DB_USER)."
+  description = "Built-in PostgreSQL user that owns the schema: migrations and administration (ledgers, keys)."
   type        = string
   default     = "arus"
 }
@@ -122,6 +122,30 @@ variable "user_password" {
 variable "user_password_version" {
   description = "Version of the password; password_wo is sent again when it changes (rotation)."
   type        = number
+}
+
+variable "app_user_name" {
+  description = "PostgreSQL user the functions connect as (ARUS_DB_USER): a member of arus_app only, once `arus app-user` has run."
+  type        = string
+  default     = "arus_app_user"
+}
+
+variable "app_user_password" {
+  description = "Password of the application's user, from its secrets module. Ephemeral: it reaches only the write-only password_wo."
+  type        = string
+  sensitive   = true
+  ephemeral   = true
+}
+
+variable "app_user_password_version" {
+  description = "Version of the application user's password; password_wo is sent again when it changes."
+  type        = number
+}
+
+variable "app_user_via_api" {
+  description = "Create the application's user through the Cloud SQL Admin API (then stripped to arus_app by `arus app-user`); false: the owner creates it in SQL."
+  type        = bool
+  default     = true
 }
 
 variable "retain_backups_on_delete" {

@@ -1,5 +1,7 @@
-# The database password: generated here, stored once in Secret Manager, and read by the
-# functions only through `secret_environment_variables` (never a plain environment variable).
+# One database user's password: generated here and stored once in Secret Manager. The stack
+# uses this module twice: the owner's password (migrations and administration, read by the
+# operator) and the application user's (read by the functions only through
+# `secret_environment_variables`, never a plain environment variable).
 #
 # The password is ephemeral (Terraform >= 1.11): generated during the run and written only
 # through write-only arguments (the secret version's secret_data_wo here, the Cloud SQL user's
@@ -22,7 +24,7 @@ ephemeral "random_password" "db" {
 
 resource "google_secret_manager_secret" "db_password" {
   project   = var.project_id
-  secret_id = "${var.name_prefix}-db-password"
+  secret_id = "${var.name_prefix}-${var.secret_name}"
 
   # One replica in the database's region: the secret stays where the data is.
   replication {

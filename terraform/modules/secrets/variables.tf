@@ -13,6 +13,17 @@ variable "name_prefix" {
   type        = string
 }
 
+variable "secret_name" {
+  description = "The secret's name after the prefix: db-password (the owner), db-app-password (the application's user)."
+  type        = string
+  default     = "db-password"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,40}$", var.secret_name))
+    error_message = "secret_name is lowercase letters, digits and dashes."
+  }
+}
+
 variable "password_version" {
   description = "The database password's version; increasing it generates a new password and a new secret version (see docs/runbook-cloud-run.md, \"Rotate the database password\")."
   type        = number

@@ -44,6 +44,18 @@ module "secrets" {
   password_version = var.db_password_version
 }
 
+# The application user's password: the only database secret the functions can read.
+module "app_secrets" {
+  source     = "../secrets"
+  depends_on = [google_project_service.enabled]
+
+  project_id       = var.project_id
+  region           = var.region
+  name_prefix      = local.name_prefix
+  secret_name      = "db-app-password"
+  password_version = var.db_app_password_version
+}
+
 module "cloud_sql" {
   source     = "../cloud_sql"
   depends_on = [google_project_service.enabled]
@@ -61,6 +73,9 @@ module "cloud_sql" {
   transaction_log_retention_days = var.database.transaction_log_retention_days
   user_password                  = module.secrets.password
   user_password_version          = module.secrets.password_version
+  app_user_password              = module.app_secrets.password
+  app_user_password_version      = module.app_secrets.password_version
+  app_user_via_api               = var.db_app_user_via_api
   retain_backups_on_delete       = var.database.retain_backups_on_delete
   labels                         = local.labels
 }
@@ -85,7 +100,7 @@ module "iam" {
   function_names          = local.function_names
   publisher_functions     = ["relay"]
   sql_instance_name       = module.cloud_sql.instance_name
-  db_password_secret_name = module.secrets.secret_name
+  db_password_secret_name = module.app_secrets.secret_name
   events_topic_id         = module.pubsub.topic_id
 }
 
@@ -103,13 +118,13 @@ module "functions" {
   max_instance_count          = var.max_instance_count
   cloudsql_connection_name    = module.cloud_sql.connection_name
   db_name                     = module.cloud_sql.database_name
-  db_user                     = module.cloud_sql.user_name
+  db_user                     = module.cloud_sql.app_user_name
   db_ip_type                  = "public"
   db_pool_size                = var.db_pool_size
   db_max_overflow             = var.db_max_overflow
   db_connection_limit         = var.database.connection_limit
-  db_password_secret_id       = module.secrets.secret_id
-  db_password_secret_version  = module.secrets.secret_version
+  db_password_secret_id       = module.app_secrets.secret_id
+  db_password_secret_version  = module.app_secrets.secret_version
   events_topic_id             = module.pubsub.topic_id
   force_destroy_sources       = var.force_destroy_sources
 

@@ -17,12 +17,22 @@ output "database_name" {
 }
 
 output "database_user" {
-  description = "PostgreSQL user (ARUS_DB_USER)."
-  value       = module.cloud_sql.user_name
+  description = "The application's PostgreSQL user (ARUS_DB_USER of the functions; member of arus_app only)."
+  value       = module.cloud_sql.app_user_name
 }
 
 output "db_password_secret" {
-  description = "Full name of the Secret Manager secret holding the database password (never the password itself)."
+  description = "Full name of the secret holding the application user's password, the functions' only database secret (never the password itself)."
+  value       = module.app_secrets.secret_name
+}
+
+output "database_owner" {
+  description = "The PostgreSQL user that owns the schema: `arus migrate`, `arus app-user`, ledgers and keys."
+  value       = module.cloud_sql.user_name
+}
+
+output "db_owner_password_secret" {
+  description = "Full name of the secret holding the owner's password, for the operator only (never the password itself)."
   value       = module.secrets.secret_name
 }
 

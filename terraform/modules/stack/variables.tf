@@ -76,6 +76,16 @@ variable "db_password_version" {
   type        = number
 }
 
+variable "db_app_password_version" {
+  description = "Increase it to rotate the application user's password (docs/runbook-cloud-run.md, \"Rotate the database password\")."
+  type        = number
+}
+
+variable "db_app_user_via_api" {
+  description = "Create the application's user through the Cloud SQL Admin API (default); false if `arus app-user` cannot strip cloudsqlsuperuser from it, and the owner creates it in SQL instead."
+  type        = bool
+}
+
 variable "scheduler_paused" {
   description = "Keep the relay and daily close jobs paused, for example during a migration."
   type        = bool
