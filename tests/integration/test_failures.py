@@ -235,6 +235,11 @@ def test_a_chunked_body_over_the_limit_is_413_like_one_with_content_length(outag
         padded = batch + b" " * (4 * limit - len(batch) + 500)
         chunks = [padded[i : i + 1000] for i in range(0, len(padded), 1000)]
         assert _raw_post(server.port, "/v1/entries/batch", headers, chunks) == 413
+        # Exactly at the limit, chunked: accepted like the same body with Content-Length (the
+        # chunks' framing is on the wire, not in the body).
+        at_limit = batch + b" " * (4 * limit - len(batch))
+        chunks = [at_limit[i : i + 100] for i in range(0, len(at_limit), 100)]
+        assert _raw_post(server.port, "/v1/entries/batch", headers, chunks) in (200, 201)
         # Far past even the batch route's limit: still 413, never a body cut short.
         huge = body(10 * limit)
         assert _raw_post(server.port, "/v1/entries",

@@ -32,9 +32,38 @@ SERVER_START_TIMEOUT_S = 60.0
 
 @contextmanager
 def running_server(database_url: str, *, workers: int = 1) -> Iterator[str]:
-    """`arus serve --workers N` in a subprocess against database_url; yields its base URL.
+    """`arus serve --workers N` in a subprocess against database_url; yields its base URL."""
+    with served(database_url, workers=workers) as server:
+        yield server.base_url
 
-    Stopped with SIGTERM, it must exit cleanly (gunicorn's arbiter stops its workers)."""
+
+@dataclass
+class Served:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    stopped: bool = False
+
+    def stop(self) -> int:
+        """SIGTERM, as docker-compose or Cloud Run stop it; the exit code (asserted 0)."""
+        self.stopped = True
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            returncode = self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            log = self.log_path.read_text()
+            raise AssertionError(f"arus serve ignored SIGTERM: {log}") from None
+        assert returncode == 0, f"arus serve exited {returncode}: {self.log_path.read_text()}"
+        return returncode
+
+
+@contextmanager
+def served(database_url: str, *, workers: int = 1) -> Iterator[Served]:
+    """`arus serve --workers N` in a subprocess, up and answering; stopped (if the test did not)
+    with SIGTERM, after which it must exit 0 (gunicorn's arbiter stops its workers)."""
     port = free_port()
     log_path = Path(tempfile.mkdtemp(prefix="arus-serve-")) / "serve.log"
     env = {**os.environ, "ARUS_DATABASE_URL": database_url, "ARUS_LOG_LEVEL": "WARNING"}
@@ -58,6 +87,7 @@ def running_server(database_url: str, *, workers: int = 1) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     base_url = f"http://127.0.0.1:{port}"
+    server = Served(base_url, process, log_path)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while True:
@@ -69,16 +99,10 @@ def running_server(database_url: str, *, workers: int = 1) -> Iterator[str]:
                 pass
             assert time.monotonic() < deadline, f"arus serve did not start: {log_path.read_text()}"
             time.sleep(0.1)
-        yield base_url
+        yield server
     finally:
-        process.terminate()
-        try:
-            returncode = process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-            raise AssertionError(f"arus serve ignored SIGTERM: {log_path.read_text()}") from None
-    assert returncode == 0, f"arus serve exited {returncode}: {log_path.read_text()}"
+        if not server.stopped:
+            server.stop()
 
 
 def no_sleep(_: float) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.base import Worker
+from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
 from waitress.task import ErrorTask
@@ -32,6 +34,7 @@ from arus.web.bodies import JSON_MIMETYPE
 CONNECTION_LIMIT = 4000
 HEARTBEAT_S = 1.0
 GRACEFUL_S = 10  # how long a stopping server keeps answering the requests it has read
+DRAIN_MARGIN_S = 2.5  # a worker's drain ends this long before the arbiter's SIGKILL
 LINGER_S = 2.0  # how long a refused client may go on sending before its connection is closed
 
 
@@ -62,6 +65,7 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
 
     error_task_class = _RefusalTask
     linger_after_close = False
+    draining = False  # the server is stopping: read no further request on this connection
     _linger_until: float | None = None
 
     def handle_close(self) -> None:
@@ -77,7 +81,18 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
         super().handle_close()
 
     def readable(self) -> bool:
-        return self._linger_until is not None or bool(super().readable())
+        if self._linger_until is not None:
+            return True
+        return not self.draining and bool(super().readable())
+
+    @property
+    def lingering(self) -> bool:
+        return self._linger_until is not None
+
+    @property
+    def busy(self) -> bool:
+        """A request read and not yet answered, or an answer not yet sent."""
+        return bool(self.requests or self.total_outbufs_len)
 
     def writable(self) -> bool:
         if self._linger_until is not None:
@@ -105,14 +120,31 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
 def _waitress(app: Flask, *, threads: int, socket_map: dict[int, Any], **where: Any) -> Any:
     """A waitress server for app on `host`/`port` or on gunicorn's `sockets`, not yet running."""
     server = create_server(
-        app, map=socket_map, threads=threads, connection_limit=CONNECTION_LIMIT,
+        app, map=socket_map, threads=threads, connection_limit=_connection_limit(),
         asyncore_use_poll=True, ident="arus",
-        # waitress spools a body past its buffer to disk: refuse one over the app's limit first.
-        max_request_body_size=app.config["MAX_CONTENT_LENGTH"], **where,
+        # The app judges every body against its route's exact limit. waitress's own bound only
+        # keeps it from spooling an endless body to disk; it counts a chunked body's framing
+        # too, hence the headroom (else a chunked body at the limit would be refused).
+        max_request_body_size=2 * app.config["MAX_CONTENT_LENGTH"], **where,
     )  # fmt: skip
     for dispatcher in _listeners(socket_map):
         dispatcher.channel_class = _Channel
     return server
+
+
+def _connection_limit() -> int:
+    """CONNECTION_LIMIT, or fewer if the process may not open that many files: each connection
+    takes a socket and may take a spool file, and at the limit waitress stops accepting, where
+    past the file limit its accept loop would spin. The soft file limit is raised first."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = 2 * CONNECTION_LIMIT + 256 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass  # keep the soft limit, and fit the connection limit to it
+    return max(16, min(CONNECTION_LIMIT, (soft - 256) // 2))
 
 
 def _listeners(socket_map: dict[int, Any]) -> list[Any]:
@@ -126,19 +158,33 @@ def _loop_once(server: Any, socket_map: dict[int, Any], timeout_s: float) -> Non
 def _drain(
     server: Any, socket_map: dict[int, Any], *, within_s: float, beat: Callable[[], None]
 ) -> None:
-    """Stop accepting, then send the answers of the requests already read, for up to within_s:
-    an entry committed while the server stops still reaches its client."""
-    for fileno, dispatcher in list(socket_map.items()):
-        if isinstance(dispatcher, BaseWSGIServer):  # a listening socket
-            del socket_map[fileno]
+    """Stop accepting and reading, answer the requests already read, then close every
+    connection, for up to within_s: an entry committed while the server stops reaches its
+    client. Idle connections close at once (a keep-alive client reconnects elsewhere)."""
+    for listener in _listeners(socket_map):
+        wasyncore.dispatcher.close(listener)  # its socket only: the trigger stays to wake us
     deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline and any(
-        isinstance(channel, HTTPChannel) and (channel.requests or channel.total_outbufs_len)
-        for channel in list(socket_map.values())
-    ):
+    while time.monotonic() < deadline:
+        channels = [c for c in list(socket_map.values()) if isinstance(c, _Channel)]
+        if not channels:
+            break
+        for channel in channels:
+            channel.draining = True
+            if not (channel.busy or channel.lingering):
+                # Lingering, so the last answer sent is not lost to a reset.
+                channel.linger_after_close = channel.connected
+                channel.handle_close()
         beat()
         _loop_once(server, socket_map, 0.1)
     server.task_dispatcher.shutdown(timeout=1)
+    wasyncore.close_all(socket_map)
+
+
+def _wake(socket_map: dict[int, Any]) -> None:
+    """Interrupt the loop's poll now (safe in a signal handler: a write to a pipe)."""
+    listeners = _listeners(socket_map)
+    if listeners:
+        listeners[0].pull_trigger()
 
 
 class InProcessServer:
@@ -149,7 +195,8 @@ class InProcessServer:
         self._socket_map: dict[int, Any] = {}
         self._server = _waitress(app, threads=threads, socket_map=self._socket_map,
                                  host=host, port=port)  # fmt: skip
-        self.port: int = self._server.effective_port
+        # One port for every address the host resolves to (localhost: ::1 and 127.0.0.1).
+        self.port = int(_listeners(self._socket_map)[0].effective_port)
         self._stopping = threading.Event()
 
     def serve_until_stopped(self) -> None:
@@ -160,6 +207,7 @@ class InProcessServer:
     def stop(self) -> None:
         """Ask the loop to stop (from any thread or a signal handler); it drains first."""
         self._stopping.set()
+        _wake(self._socket_map)
 
 
 def serve_in_process(
@@ -180,9 +228,10 @@ class WaitressWorker(Worker):  # type: ignore[misc]
 
     def run(self) -> None:
         socket_map: dict[int, Any] = {}
+        self._socket_map = socket_map
         server = _waitress(
             self.wsgi, threads=self.cfg.threads, socket_map=socket_map,
-            sockets=[listener.sock for listener in self.sockets],
+            sockets=[listener.sock for listener in self.sockets], backlog=self.cfg.backlog,
         )  # fmt: skip
         beat = 0.0
         while self.alive and self.ppid == os.getppid():
@@ -190,7 +239,14 @@ class WaitressWorker(Worker):  # type: ignore[misc]
                 self.notify()  # the arbiter replaces a worker silent for --timeout seconds
                 beat = time.monotonic()
             _loop_once(server, socket_map, HEARTBEAT_S)
-        _drain(server, socket_map, within_s=self.cfg.graceful_timeout, beat=self.notify)
+        # Inside the arbiter's graceful_timeout, after which it SIGKILLs this worker.
+        within_s = max(1.0, self.cfg.graceful_timeout - DRAIN_MARGIN_S)
+        _drain(server, socket_map, within_s=within_s, beat=self.notify)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM: stop now, not at the poll's next timeout."""
+        super().handle_exit(sig, frame)
+        _wake(getattr(self, "_socket_map", {}))
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
