@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     key_revoke.add_argument("key_id")
     key_revoke.set_defaults(func=cmd_key_revoke)
 
-    serve_p = sub.add_parser("serve", help="serve every function's routes in one process")
+    serve_p = sub.add_parser("serve", help="serve every function's routes over HTTP")
     serve_p.add_argument("--host", default="127.0.0.1")
     serve_p.add_argument("--port", type=int, default=8080)
     serve_p.add_argument(
