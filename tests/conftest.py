@@ -54,6 +54,8 @@ def _fresh_database(admin_url: str) -> str:
 
 
 APP_USER = "arus_test_app"  # a login member of arus_app: what every server and function uses
+# The relay's and the close's logins (SPEC §3.6), which the jobs of those servers use.
+JOB_USERS = {"relay": "arus_test_relay", "close": "arus_test_close"}
 
 
 @pytest.fixture(scope="session")
@@ -70,13 +72,20 @@ def owner_database_url() -> Iterator[str]:
     migrate.upgrade(get_engine(owner))
     roles.ensure_app_user(get_engine(owner), APP_USER)
     app_url = sa.engine.make_url(url).set(username=APP_USER).render_as_string(hide_password=False)
+    job_urls = {}
+    for job, user in JOB_USERS.items():
+        roles.ensure_app_user(get_engine(owner), user, role=job)
+        job_urls[f"ARUS_{job.upper()}_DATABASE_URL"] = (
+            sa.engine.make_url(url).set(username=user).render_as_string(hide_password=False)
+        )
     previous = {k: os.environ.get(k) for k in ("ARUS_DATABASE_URL", "ARUS_DB_POOL_SIZE",
-                                               "ARUS_TEST_OWNER_URL")}  # fmt: skip
+                                               "ARUS_TEST_OWNER_URL", *job_urls)}  # fmt: skip
     # The functions read their configuration from the environment, as on Cloud Run, and
     # connect as the application's role: the whole suite runs the ledger with least privilege.
     os.environ["ARUS_DATABASE_URL"] = app_url
     os.environ["ARUS_DB_POOL_SIZE"] = str(TEST_POOL_SIZE)
     os.environ["ARUS_TEST_OWNER_URL"] = url
+    os.environ.update(job_urls)
     yield url
     dispose_engines()
     try:

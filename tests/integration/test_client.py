@@ -154,27 +154,25 @@ def test_trial_balance_and_balances_as_of(server, books, settings):
     from arus.jobs import close
     from arus.platform.db import get_engine
 
+    from tests.support.ledgers import age_ledger
+
     with ArusClient(server, books.read_key) as reader, ArusClient(server, books.write_key) as w:
         w.post_entry(transfer(1_234))
         trial = reader.trial_balance()
         assert trial.balanced and trial.drift == []
         assert trial.balance_of("cash") == 1_234 and trial.balance_of("nope") is None
-        today = dt.datetime.now(dt.UTC).date()
+        day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
         with pytest.raises(NotFoundError):
-            reader.balances_as_of(today)
-        close.close_ledger(
-            get_engine(settings),
-            books.ledger_id,
-            today,
-            now=dt.datetime.now(dt.UTC) + dt.timedelta(days=2),
-        )
-        snapshot = reader.balances_as_of(today)
-        assert snapshot.as_of == today.isoformat()
+            reader.balances_as_of(day)
+        age_ledger(get_engine(settings), books.ledger_id, days=1)  # written on a day now over
+        close.close_ledger(get_engine(settings), books.ledger_id, day)
+        snapshot = reader.balances_as_of(day)
+        assert snapshot.as_of == day.isoformat()
         assert {b.account_code: b.balance for b in snapshot.data} == {
             "cash": 1_234,
             "equity": 1_234,
         }
-        assert [b.account_code for b in reader.iter_balances_as_of(today, page_size=1)] == [
+        assert [b.account_code for b in reader.iter_balances_as_of(day, page_size=1)] == [
             "cash",
             "equity",
         ]

@@ -10,10 +10,10 @@ from arus.errors import ValidationError
 from arus.jobs import close
 from arus.ledger.commands import today_utc
 
-from tests.support.ledgers import backdate_ledger, injected_drift
+from tests.support.ledgers import age_ledger, backdate_ledger, injected_drift
 
 TODAY = today_utc()
-AFTER_TODAY = dt.datetime.combine(TODAY + dt.timedelta(days=1), dt.time(0, 5), tzinfo=dt.UTC)
+YESTERDAY = TODAY - dt.timedelta(days=1)
 
 
 @pytest.fixture
@@ -29,6 +29,13 @@ def books(api, ledger):
     return ledger
 
 
+@pytest.fixture
+def aged_books(engine, books):
+    """The books, written yesterday: a day that is over, so it can be closed."""
+    age_ledger(engine, books.ledger_id, days=1)
+    return books
+
+
 def _count(engine, table: str, ledger) -> int:
     with engine.connect() as conn:
         return conn.execute(
@@ -36,47 +43,47 @@ def _count(engine, table: str, ledger) -> int:
         ).scalar_one()
 
 
-def test_close_snapshots_balances_and_proves_zero_net(engine, books):
-    report = close.close_ledger(engine, books.ledger_id, TODAY, now=AFTER_TODAY)
+def test_close_snapshots_balances_and_proves_zero_net(engine, aged_books):
+    report = close.close_ledger(engine, aged_books.ledger_id, YESTERDAY)
     assert report["ok"] and report["balanced"] and report["drift"] == []
     assert report["accounts"] == 5 and report["last_ledger_seq"] == 3
     assert report["totals"] == [
         {"currency": "EUR", "debit": 70, "credit": 70},
         {"currency": "USD", "debit": 10_250, "credit": 10_250},
     ]
-    assert _count(engine, "balance_snapshots", books) == 5
+    assert _count(engine, "balance_snapshots", aged_books) == 5
 
 
-def test_close_is_idempotent_per_ledger_and_date(api, engine, books):
-    first = close.close_ledger(engine, books.ledger_id, TODAY, now=AFTER_TODAY)
+def test_close_is_idempotent_per_ledger_and_date(api, engine, aged_books):
+    first = close.close_ledger(engine, aged_books.ledger_id, YESTERDAY)
     # Later postings must not change a closed day's snapshot.
-    assert api.transfer(books, "cash", "equity", 1).status_code == 201
-    second = close.close_ledger(engine, books.ledger_id, TODAY, now=AFTER_TODAY)
+    assert api.transfer(aged_books, "cash", "equity", 1).status_code == 201
+    second = close.close_ledger(engine, aged_books.ledger_id, YESTERDAY)
     assert second == first
-    assert _count(engine, "daily_closes", books) == 1
-    assert _count(engine, "balance_snapshots", books) == 5
+    assert _count(engine, "daily_closes", aged_books) == 1
+    assert _count(engine, "balance_snapshots", aged_books) == 5
     with engine.connect() as conn:
         events = conn.execute(
             sa.text(
                 "SELECT count(*) FROM outbox_events WHERE ledger_id = :l "
                 "AND event_type = 'ledger.closed'"
             ),
-            {"l": books.ledger_id},
+            {"l": aged_books.ledger_id},
         ).scalar_one()
     assert events == 1
 
 
-def test_balances_as_of_serves_the_snapshot(api, engine, books):
-    close.close_ledger(engine, books.ledger_id, TODAY, now=AFTER_TODAY)
-    assert api.transfer(books, "cash", "equity", 5).status_code == 201
-    query = {"as_of": TODAY.isoformat(), "limit": 3}
-    page = api.get("/v1/balances", key=books.read_key, query_string=query).get_json()
+def test_balances_as_of_serves_the_snapshot(api, engine, aged_books):
+    close.close_ledger(engine, aged_books.ledger_id, YESTERDAY)
+    assert api.transfer(aged_books, "cash", "equity", 5).status_code == 201
+    query = {"as_of": YESTERDAY.isoformat(), "limit": 3}
+    page = api.get("/v1/balances", key=aged_books.read_key, query_string=query).get_json()
     query["cursor"] = page["next_cursor"]
-    rest = api.get("/v1/balances", key=books.read_key, query_string=query).get_json()
+    rest = api.get("/v1/balances", key=aged_books.read_key, query_string=query).get_json()
     balances = {b["account_code"]: b["balance"] for b in page["data"] + rest["data"]}
     assert balances == {"cash": 10_250, "equity": 10_000, "eur": 70, "eur-equity": 70, "fees": 250}
-    assert page["as_of"] == TODAY.isoformat() and rest["next_cursor"] is None
-    live = api.get("/v1/accounts/cash", key=books.read_key).get_json()["balance"]
+    assert page["as_of"] == YESTERDAY.isoformat() and rest["next_cursor"] is None
+    live = api.get("/v1/accounts/cash", key=aged_books.read_key).get_json()["balance"]
     assert live == 10_255
 
 
@@ -89,15 +96,15 @@ def test_balances_as_of_requires_a_closed_date(api, books):
         assert response.get_json()["error"]["code"] == "validation_error"
 
 
-def test_close_detects_injected_drift_and_stores_nothing(engine, books):
+def test_close_detects_injected_drift_and_stores_nothing(engine, aged_books):
     fees = "(SELECT id FROM accounts WHERE ledger_id = :l AND code = 'fees')"
-    with injected_drift(engine, fees, 3, {"l": books.ledger_id}):
-        report = close.close_ledger(engine, books.ledger_id, TODAY, now=AFTER_TODAY)
+    with injected_drift(engine, fees, 3, {"l": aged_books.ledger_id}):
+        report = close.close_ledger(engine, aged_books.ledger_id, YESTERDAY)
     assert report["ok"] is False
     assert [(d["account_code"], d["materialized_balance"], d["postings_balance"])
             for d in report["drift"]] == [("fees", 253, 250)]  # fmt: skip
-    assert _count(engine, "daily_closes", books) == 0
-    assert _count(engine, "balance_snapshots", books) == 0
+    assert _count(engine, "daily_closes", aged_books) == 0
+    assert _count(engine, "balance_snapshots", aged_books) == 0
 
 
 def test_a_day_cannot_be_closed_before_it_ends(engine, books):

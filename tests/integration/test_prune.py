@@ -20,11 +20,11 @@ def _age(engine, table: str, column: str, where: str, params: dict, days: int) -
                              f"{days}) WHERE {where}"), params)  # fmt: skip
 
 
-def test_without_retention_nothing_is_pruned(app_settings):
-    assert prune(app_settings) == {"idempotency_keys": 0, "outbox_events": 0, "retention": "keep"}
+def test_without_retention_nothing_is_pruned(settings):
+    assert prune(settings) == {"idempotency_keys": 0, "outbox_events": 0, "retention": "keep"}
 
 
-def test_prune_deletes_only_what_is_past_its_window(api, ledger, engine, app_settings):
+def test_prune_deletes_only_what_is_past_its_window(api, ledger, engine, settings):
     api.account(ledger, "cash", allow_negative=True)
     api.account(ledger, "equity", "equity", allow_negative=True)
     old_key, fresh_key = f"old-{uuid.uuid4().hex}", f"fresh-{uuid.uuid4().hex}"
@@ -39,7 +39,7 @@ def test_prune_deletes_only_what_is_past_its_window(api, ledger, engine, app_set
         published, unpublished = events[0], events[-1]
         conn.execute(sa.text("UPDATE outbox_events SET published_at = now() - interval '9 days' "
                              "WHERE id = :id"), {"id": published})  # fmt: skip
-    counts = prune(dataclasses.replace(app_settings, idempotency_retention_days=7,
+    counts = prune(dataclasses.replace(settings, idempotency_retention_days=7,
                                        outbox_retention_days=7))  # fmt: skip
     assert counts["idempotency_keys"] >= 1 and counts["outbox_events"] >= 1, counts
     with engine.connect() as conn:
@@ -55,13 +55,13 @@ def test_prune_deletes_only_what_is_past_its_window(api, ledger, engine, app_set
     assert api.transfer(ledger, "cash", "equity", 5, key=old_key).status_code == 201
 
 
-def test_retention_has_a_safe_minimum(app_settings):
+def test_retention_has_a_safe_minimum(settings):
     with pytest.raises(ConfigError, match="at least 7"):
         load_settings({"ARUS_DATABASE_URL": "postgresql://u@h/d",
                        "ARUS_IDEMPOTENCY_RETENTION_DAYS": "3"})  # fmt: skip
     # The database enforces it too, whoever calls.
     with pytest.raises(ValidationError, match="at least 7"):
-        with domain_errors(), get_engine(app_settings).begin() as conn:
+        with domain_errors(), get_engine(settings).begin() as conn:
             conn.execute(sa.text("SELECT arus_prune(NULL, 2)"))
 
 

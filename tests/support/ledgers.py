@@ -126,3 +126,24 @@ def backdate_ledger(engine: sa.Engine, ledger_id: uuid.UUID | str, *, days: int)
                     "WHERE id = :l"),
             {"d": days, "l": str(ledger_id)},
         )  # fmt: skip
+
+
+def age_ledger(engine: sa.Engine, ledger_id: uuid.UUID | str, *, days: int) -> None:
+    """Move the ledger's whole history `days` into the past (created and effective dates), so a
+    day that is over holds it and can be closed: the close judges "over" on the database's own
+    clock and takes no instant from its caller. Test set-up only, as the owner with the
+    append-only triggers off for this transaction."""
+    shift = {"d": days, "l": str(ledger_id)}
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        for table, key in (("ledgers", "id"), ("accounts", "ledger_id"), ("postings", "ledger_id")):
+            conn.execute(
+                sa.text(f"UPDATE {table} SET created_at = created_at - make_interval(days => :d) "
+                        f"WHERE {key} = :l"),
+                shift,
+            )  # fmt: skip
+        conn.execute(
+            sa.text("UPDATE entries SET created_at = created_at - make_interval(days => :d), "
+                    "effective_date = effective_date - CAST(:d AS int) WHERE ledger_id = :l"),
+            shift,
+        )  # fmt: skip

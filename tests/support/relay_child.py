@@ -69,7 +69,7 @@ def main() -> int:
     parser.add_argument("--wait-go", action="store_true", help="drain after a line on stdin")
     args = parser.parse_args()
 
-    engine = get_engine(load_settings())
+    engine = get_engine(load_settings().for_job("relay"))  # the relay's own login
     application_name = f"arus-relay-child-{os.getpid()}"
 
     @sa.event.listens_for(engine, "connect")

@@ -60,4 +60,11 @@ def test_the_api_and_relay_run_as_the_application_role_and_only_migrate_as_the_o
         assert f"//{owner}:" not in url, name
     migrate = services["migrate"]
     assert migrate["environment"]["ARUS_DATABASE_URL"].startswith(f"postgresql://{owner}:")
-    assert "arus app-user arus_app_user" in " ".join(migrate["command"])
+    command = " ".join(migrate["command"])
+    assert "arus app-user arus_app_user --password-env" in command
+    # Each job its own login, made with its own role (SPEC §3.6).
+    for job in ("relay", "close"):
+        assert f"arus app-user arus_{job}_user --role {job} --password-env" in command
+        for name in ("api", "relay"):
+            url = services[name]["environment"][f"ARUS_{job.upper()}_DATABASE_URL"]
+            assert url.startswith(f"postgresql://arus_{job}_user:"), (name, job, url)

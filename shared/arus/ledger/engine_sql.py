@@ -17,7 +17,14 @@ from typing import Any
 
 SQL_DIR = Path(__file__).parent / "sql"
 # Applied in this order: later files call functions of earlier ones.
-ENGINE_FILES = ("append_only.sql", "rendering.sql", "access.sql", "posting.sql", "operations.sql")
+ENGINE_FILES = (
+    "append_only.sql",
+    "rendering.sql",
+    "access.sql",
+    "posting.sql",
+    "operations.sql",
+    "close.sql",
+)
 
 
 def engine_sql() -> str:

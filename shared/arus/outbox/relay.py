@@ -135,6 +135,7 @@ def drain(
 
 
 def run_once(settings: Settings, transport: Transport | None = None) -> RelayOutcome:
+    settings = settings.for_job("relay")
     owned = transport is None
     transport = transport or make_transport(settings)
     try:
@@ -165,6 +166,7 @@ def run_forever(
     settings: Settings, *, interval_s: float = 1.0, stop: threading.Event | None = None
 ) -> None:
     """Drain, sleep `interval_s`, repeat until `stop` is set (the `arus dev` loop)."""
+    settings = settings.for_job("relay")
     stop = stop or threading.Event()
     transport = make_transport(settings)
     try:

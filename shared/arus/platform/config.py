@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,15 @@ class Settings:
     # Bearer token for the job routes of `arus serve` (unset: they are not served). The relay
     # and daily_close functions on Google Cloud are gated by IAM instead.
     operator_token: str | None = field(default=None, repr=False)
+    # The relay's and the close's own logins (SPEC §3.6) for a process that runs them beside
+    # the API (`arus serve`, `arus dev`); a function on Google Cloud has its own settings.
+    relay_database_url: str | None = field(default=None, repr=False)
+    close_database_url: str | None = field(default=None, repr=False)
+
+    def for_job(self, job: str) -> Settings:
+        """These settings as the relay's or the close's login: its own URL when one is set."""
+        url = {"relay": self.relay_database_url, "close": self.close_database_url}[job]
+        return self if url is None else dataclasses.replace(self, database_url=url)
 
     def __post_init__(self) -> None:
         if self.outbox_transport not in TRANSPORTS:
@@ -140,6 +150,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=(env.get("ARUS_LOG_FORMAT") or ("json" if env.get("K_SERVICE") else "text")),
         log_level=(env.get("ARUS_LOG_LEVEL") or "INFO").upper(),
         operator_token=env.get("ARUS_OPERATOR_TOKEN") or None,
+        relay_database_url=env.get("ARUS_RELAY_DATABASE_URL") or None,
+        close_database_url=env.get("ARUS_CLOSE_DATABASE_URL") or None,
         idempotency_retention_days=_optional_int(env, "ARUS_IDEMPOTENCY_RETENTION_DAYS"),
         outbox_retention_days=_optional_int(env, "ARUS_OUTBOX_RETENTION_DAYS"),
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from arus.admin import keys, ledgers, migrate
+from arus.admin.grants import ROLES
 from arus.errors import ArusError
 from arus.jobs import verify
 from arus.ledger import commands
@@ -49,8 +50,17 @@ def cmd_app_user(settings: Settings, args: argparse.Namespace) -> int:
     if args.password_env and password is None:
         print(f"arus: {args.password_env} is not set", file=sys.stderr)
         return 2
-    created = roles.ensure_app_user(get_engine(settings), args.name, password)
-    _print_json({"user": args.name, "created": created, "member_of": roles.APP_ROLE})
+    engine = get_engine(settings)
+    created = roles.ensure_app_user(engine, args.name, password, role=args.role)
+    with engine.connect() as conn:
+        large_objects = roles.large_object_functions(conn, args.name)
+    if large_objects:
+        print(
+            f"arus: warning: {args.name} may still create large objects through PUBLIC "
+            f"({', '.join(large_objects)}); only a superuser can revoke that",
+            file=sys.stderr,
+        )
+    _print_json({"user": args.name, "created": created, "member_of": ROLES[args.role]})
     return 0
 
 
@@ -124,7 +134,7 @@ def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
     day = commands.parse_as_of(args.date, field="--date") if args.date else None
     reports = close.close_all(settings, day)
     _print_json(reports)
-    return 0 if all(r["balanced"] and not r["drift"] for r in reports) else 1
+    return 0 if all(r["ok"] for r in reports) else 1
 
 
 def cmd_bundle(settings: Settings, args: argparse.Namespace) -> int:
@@ -146,9 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="bring the schema up to date").set_defaults(func=cmd_migrate)
 
     app_user = sub.add_parser(
-        "app-user", help="create the application's login user (member of arus_app only)"
+        "app-user", help="create a runtime's login user (member of its job's role only)"
     )
     app_user.add_argument("name")
+    app_user.add_argument(
+        "--role", choices=tuple(ROLES), default="api",
+        help="the job it runs: api (default, arus_app), relay (arus_relay), close (arus_close)",
+    )  # fmt: skip
     app_user.add_argument("--password-env", help="environment variable holding its password")
     app_user.set_defaults(func=cmd_app_user)
 

@@ -24,6 +24,7 @@ from arus.platform.db import get_engine
 log = logging.getLogger("arus.dev")
 DEMO_LEDGER_NAME = "demo"
 DEV_APP_USER = "arus_dev_app"  # the login the local ledger runs as (member of arus_app)
+DEV_JOB_USERS = {"relay": "arus_dev_relay", "close": "arus_dev_close"}  # the jobs' own logins
 SERVE_THREADS = 4  # per process: each holds at most one database connection at a time
 
 
@@ -115,14 +116,23 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         log.info("embedded PostgreSQL running with data in %s", data_dir / "pgdata")
         migrate.upgrade(get_engine(owner))
         keys = demo_keys(owner, data_dir)
+
         # The ledger itself runs as the application's role, as it does when deployed: it may
-        # execute the engine and read, and can rewrite nothing (migration 0005).
-        roles.ensure_app_user(get_engine(owner), DEV_APP_USER)
-        app_url = sa.engine.make_url(url).set(username=DEV_APP_USER)
+        # execute the engine and read, and can rewrite nothing; the relay and the close run
+        # as their own logins (admin/grants.py).
+        def login(user: str, role: str) -> str:
+            roles.ensure_app_user(get_engine(owner), user, role=role)
+            return sa.engine.make_url(url).set(username=user).render_as_string(hide_password=False)
+
         settings = dataclasses.replace(
-            settings, database_url=app_url.render_as_string(hide_password=False)
+            settings,
+            database_url=login(DEV_APP_USER, "api"),
+            relay_database_url=login(DEV_JOB_USERS["relay"], "relay"),
+            close_database_url=login(DEV_JOB_USERS["close"], "close"),
         )
         os.environ["ARUS_DATABASE_URL"] = settings.database_url or ""  # for the relay thread
+        os.environ["ARUS_RELAY_DATABASE_URL"] = settings.relay_database_url or ""
+        os.environ["ARUS_CLOSE_DATABASE_URL"] = settings.close_database_url or ""
     else:
         # A configured database: the operator migrates and administers it as its owner
         # (`arus migrate`); `arus dev` only makes sure the schema is current.

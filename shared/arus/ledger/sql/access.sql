@@ -4,7 +4,7 @@
 
 CREATE OR REPLACE FUNCTION arus_authorize(p_key_id text, p_secret_hash bytea, p_scope text)
 RETURNS uuid LANGUAGE plpgsql STABLE
-SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v_key record;
 BEGIN

@@ -6,7 +6,7 @@
 -- concurrent relays skip each other's rows); the envelope as stored, as text.
 CREATE OR REPLACE FUNCTION arus_outbox_claim(p_limit int)
 RETURNS TABLE (id bigint, event_id uuid, event_type text, ledger_id uuid, envelope_json text)
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT o.id, o.event_id, o.event_type, o.ledger_id, o.envelope::text
     FROM outbox_events o
     WHERE o.published_at IS NULL
@@ -15,40 +15,27 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
     FOR UPDATE SKIP LOCKED
 $$;
 
--- Marks events published once the broker confirmed them; only unpublished rows, and nothing
--- else of a row, can change. Returns how many it marked.
+-- Marks events published once the broker confirmed them: only rows this transaction claimed
+-- (row-locked by arus_outbox_claim, so their xmax is this transaction's id) and still
+-- unpublished; nothing else of a row changes. An id the caller did not claim is ignored, so a
+-- relay's login cannot mark events it never sent. Returns how many it marked.
 CREATE OR REPLACE FUNCTION arus_outbox_published(p_ids bigint[]) RETURNS int
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
     WITH marked AS (
         UPDATE outbox_events SET published_at = clock_timestamp()
         WHERE id = ANY (p_ids) AND published_at IS NULL
+          AND xmax = pg_current_xact_id_if_assigned()::xid
         RETURNING 1
     )
     SELECT count(*)::int FROM marked
 $$;
-
--- Stores a clean daily close: its report, its snapshot and the `ledger.closed` event.
--- p_snapshot: [{account_id, currency, balance}]. The report keeps its field order (json).
-CREATE OR REPLACE FUNCTION arus_store_close(
-    p_ledger uuid, p_day date, p_report json, p_snapshot jsonb
-) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
-BEGIN
-    INSERT INTO daily_closes (ledger_id, close_date, report)
-    VALUES (p_ledger, p_day, p_report::jsonb);
-    INSERT INTO balance_snapshots (ledger_id, close_date, account_id, currency, balance)
-    SELECT p_ledger, p_day, (s ->> 'account_id')::uuid, s ->> 'currency',
-           (s ->> 'balance')::bigint
-    FROM jsonb_array_elements(p_snapshot) AS s;
-    PERFORM arus_enqueue_event(p_ledger, 'ledger.closed', NULL, clock_timestamp(), p_report);
-END $$;
 
 -- Retention (opt-in; the default keeps everything): deletes idempotency claims and published
 -- outbox rows older than the given days. A claim older than its window no longer replays: the
 -- minimum keeps that window far beyond any client's retry horizon. Unpublished rows are never
 -- deleted. Returns {"idempotency_keys": n, "outbox_events": n}.
 CREATE OR REPLACE FUNCTION arus_prune(p_idempotency_days int, p_outbox_days int) RETURNS json
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     c_min_days constant int := 7;
     v_keys bigint := 0;

@@ -627,7 +627,7 @@ CREATE OR REPLACE FUNCTION arus_post_entry(
     p_description text, p_effective_date date, p_metadata jsonb, p_lines jsonb,
     p_pending boolean, p_expires_at timestamptz
 ) RETURNS json LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v_result json;
 BEGIN
@@ -648,7 +648,7 @@ END $$;
 CREATE OR REPLACE FUNCTION arus_post_batch(
     p_key_id text, p_secret_hash bytea, p_items jsonb, p_atomic boolean
 ) RETURNS json LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
     RETURN arus_write_entries(
         arus_authorize(p_key_id, p_secret_hash, 'write'), p_items, p_atomic, false);
@@ -658,7 +658,7 @@ CREATE OR REPLACE FUNCTION arus_reverse_entry(
     p_key_id text, p_secret_hash bytea, p_idempotency_key text, p_fingerprint text,
     p_entry_id uuid, p_description text, p_effective_date date
 ) RETURNS json LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v_ledger uuid := arus_authorize(p_key_id, p_secret_hash, 'write');
     v_replay json;
@@ -711,7 +711,7 @@ CREATE OR REPLACE FUNCTION arus_create_account(
     p_code text, p_name text, p_type text, p_currency text, p_allow_negative boolean,
     p_metadata jsonb
 ) RETURNS json LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v_ledger uuid := arus_authorize(p_key_id, p_secret_hash, 'write');
     v_replay json;
@@ -744,6 +744,22 @@ BEGIN
         WHERE ledger_id = v_ledger AND key = p_idempotency_key;
     END IF;
     RETURN json_build_object('status', 201, 'body', v_body, 'replayed', false);
+END $$;
+
+-- Locks, in ascending account id (the engine's lock order), the balance rows of the accounts
+-- that the given pending entries hold funds on. A post, a void and the expiry sweep take these
+-- locks before they claim an outcome: a spend that judged a hold expired has committed before
+-- a capture of that hold judges its expiry (so the capture answers pending_expired, never
+-- insufficient_funds), and a sweep never waits for an outcome while holding a balance lock.
+CREATE OR REPLACE FUNCTION arus_lock_hold_accounts(p_ledger uuid, p_entries uuid[])
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM balances
+    WHERE account_id IN (SELECT account_id FROM pending_postings
+                         WHERE entry_id = ANY (p_entries)
+                           AND (p_ledger IS NULL OR ledger_id = p_ledger))
+    ORDER BY account_id
+    FOR UPDATE;
 END $$;
 
 -- A pending entry's outcome, claimed exactly once: the primary key of pending_outcomes decides
@@ -814,7 +830,7 @@ CREATE OR REPLACE FUNCTION arus_post_pending(
     p_key_id text, p_secret_hash bytea, p_idempotency_key text, p_fingerprint text,
     p_entry_id uuid, p_description text, p_effective_date date
 ) RETURNS json LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v_ledger uuid := arus_authorize(p_key_id, p_secret_hash, 'write');
     v_replay json;
@@ -826,6 +842,7 @@ BEGIN
     IF v_replay IS NOT NULL THEN
         RETURN v_replay;
     END IF;
+    PERFORM arus_lock_hold_accounts(v_ledger, ARRAY[p_entry_id]);
     v_seq := arus_claim_outcome(v_ledger, p_entry_id, 'posted');
     SELECT jsonb_agg(jsonb_build_object('account_id', account_id, 'direction', direction,
                                         'amount', amount) ORDER BY position)
@@ -847,7 +864,7 @@ CREATE OR REPLACE FUNCTION arus_void_pending(
     p_key_id text, p_secret_hash bytea, p_idempotency_key text, p_fingerprint text,
     p_entry_id uuid
 ) RETURNS json LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v_ledger uuid := arus_authorize(p_key_id, p_secret_hash, 'write');
     v_replay json;
@@ -858,6 +875,7 @@ BEGIN
     IF v_replay IS NOT NULL THEN
         RETURN v_replay;
     END IF;
+    PERFORM arus_lock_hold_accounts(v_ledger, ARRAY[p_entry_id]);
     v_seq := arus_claim_outcome(v_ledger, p_entry_id, 'voided');
     PERFORM arus_release_holds(ARRAY[p_entry_id]);
     v_body := arus_entry_json(p_entry_id);
@@ -871,19 +889,19 @@ END $$;
 -- releases their holds and emits `entry.voided` for each (status "expired"). Tidying only:
 -- an expired hold stopped counting at its instant. Returns how many entries it expired.
 CREATE OR REPLACE FUNCTION arus_expire_holds(p_limit int) RETURNS int
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
+    v_due uuid[];
     v_expired uuid[];
     v_event record;
 BEGIN
     ASSERT p_limit BETWEEN 1 AND 10000, 'a sweep expires 1..10000 entries';
-    WITH due AS (
-        SELECT DISTINCT entry_id, ledger_id FROM holds
-        WHERE expires_at <= clock_timestamp()
-        ORDER BY entry_id LIMIT p_limit
-    ), claimed AS (
+    v_due := ARRAY(SELECT DISTINCT entry_id FROM holds WHERE expires_at <= clock_timestamp()
+                   ORDER BY entry_id LIMIT p_limit);
+    PERFORM arus_lock_hold_accounts(NULL, v_due);
+    WITH claimed AS (
         INSERT INTO pending_outcomes (entry_id, ledger_id, outcome)
-        SELECT entry_id, ledger_id, 'expired' FROM due ORDER BY entry_id
+        SELECT id, ledger_id, 'expired' FROM entries WHERE id = ANY (v_due) ORDER BY id
         ON CONFLICT (entry_id) DO NOTHING
         RETURNING entry_id
     )

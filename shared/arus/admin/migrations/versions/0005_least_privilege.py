@@ -31,7 +31,9 @@ depends_on = None
 APP_ROLE = "arus_app"
 
 # What the application executes: the engine's entry points, the relay's and close's writes,
-# and the renderers its reads call inside their statements.
+# and the renderers its reads call inside their statements. Only functions the engine files
+# still define (this migration applies them as they are now): migration 0006 dropped
+# arus_store_close and moved the relay's and the close's functions to roles of their own.
 APP_FUNCTIONS = (
     "arus_authorize(text, bytea, text)",
     "arus_post_entry(text, bytea, text, text, text, date, jsonb, jsonb, boolean, timestamptz)",
@@ -43,7 +45,6 @@ APP_FUNCTIONS = (
     "arus_expire_holds(int)",
     "arus_outbox_claim(int)",
     "arus_outbox_published(bigint[])",
-    "arus_store_close(uuid, date, json, jsonb)",
     "arus_prune(int, int)",
     "arus_close_lock(uuid, boolean)",
     "arus_timestamp(timestamptz)",
