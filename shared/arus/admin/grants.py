@@ -22,9 +22,8 @@ OWNER_ONLY: tuple[str, ...] = ()
 FUNCTIONS: dict[str, tuple[str, ...]] = {
     # SECURITY DEFINER: the entry points.
     "arus_authorize(text, bytea, text)": (API,),
-    "arus_post_entry(text, bytea, text, text, text, date, jsonb, jsonb, boolean, timestamptz)": (
-        API,
-    ),
+    "arus_post_entry(text, bytea, text, text, text, date, jsonb, jsonb, boolean, "
+    "timestamp with time zone)": (API,),
     "arus_post_batch(text, bytea, jsonb, boolean)": (API,),
     "arus_reverse_entry(text, bytea, text, text, uuid, text, date)": (API,),
     "arus_create_account(text, bytea, text, text, text, text, text, text, boolean, jsonb)": (API,),
