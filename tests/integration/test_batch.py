@@ -149,6 +149,43 @@ def test_currency_mismatch_and_int64_overflow_in_a_batch(api, ledger):
         (422, "currency_mismatch"), (201, None), (422, "validation_error")]  # fmt: skip
 
 
+NOT_STRINGS = [7, 1.5, True, False, ["k"], [], {"k": "v"}, {}]
+
+
+def test_an_idempotency_key_that_is_not_a_string_is_that_items_validation_error(api, ledger):
+    books(api, ledger)
+    entries = [{**transfer("cash", "equity", 1), "idempotency_key": key} for key in NOT_STRINGS]
+    response = post_batch(api, ledger, [*entries, transfer("cash", "equity", 2)])
+    assert response.status_code == 200, response.get_json()
+    results = response.get_json()["results"]
+    kinds = ["a number", "a number", "a boolean", "a boolean", "an array", "an array",
+             "an object", "an object"]  # fmt: skip
+    assert [r.get("error") for r in results[:-1]] == [
+        {"code": "validation_error",
+         "message": f"entries[{i}]: idempotency_key must be a string, not {kind}"}
+        for i, kind in enumerate(kinds)
+    ]  # fmt: skip
+    assert {r["status"] for r in results[:-1]} == {422} and results[-1]["status"] == 201
+    assert balance(api, ledger, "cash") == 2
+
+
+def test_an_idempotency_key_that_is_not_a_string_fails_an_atomic_batch_at_its_index(api, ledger):
+    books(api, ledger)
+    for key in NOT_STRINGS:
+        entries = [transfer("cash", "equity", 1), {**transfer("cash", "equity", 1),
+                                                   "idempotency_key": key}]  # fmt: skip
+        response = post_batch(api, ledger, entries, atomic=True)
+        assert response.status_code == 422, (key, response.get_json())
+        error = response.get_json()["error"]
+        assert (error["code"], error["index"]) == ("validation_error", 1), key
+        assert error["message"].startswith("entries[1]: idempotency_key must be a string, not ")
+    # A null key is a missing key, as in any body.
+    response = post_batch(api, ledger, [{**transfer("cash", "equity", 1),
+                                         "idempotency_key": None}], atomic=True)  # fmt: skip
+    assert response.get_json()["error"]["code"] == "idempotency_key_required"
+    assert balance(api, ledger, "cash") == 0
+
+
 def test_what_is_not_a_batch_is_a_validation_error(api, ledger):
     books(api, ledger)
     shared = transfer("cash", "equity", 1, key="same")

@@ -79,6 +79,23 @@ def test_missing_idempotency_key(key):
         commands.parse_idempotency_key(key)
 
 
+@pytest.mark.parametrize(
+    ("key", "kind"),
+    [(7, "a number"), (1.5, "a number"), (True, "a boolean"), (["k"], "an array"),
+     ({"k": "v"}, "an object")],
+)  # fmt: skip
+def test_an_idempotency_key_that_is_not_a_string_is_refused_never_coerced(key, kind):
+    with pytest.raises(ValidationError, match=f"^idempotency_key must be a string, not {kind}$"):
+        commands.parse_idempotency_key(key, field="idempotency_key")
+
+
+def test_idempotency_key_messages_name_the_header_by_default():
+    with pytest.raises(IdempotencyKeyRequired, match="the Idempotency-Key header is required"):
+        commands.parse_idempotency_key(None)
+    with pytest.raises(ValidationError, match="Idempotency-Key header must be 1-255 printable"):
+        commands.parse_idempotency_key("k\x00")
+
+
 def test_fingerprint_is_canonical_and_bound_to_the_operation():
     a = fingerprint(operation="POST /v1/entries", body={"x": 1, "y": [1, 2]})
     b = fingerprint(operation="POST /v1/entries", body={"y": [1, 2], "x": 1})

@@ -115,11 +115,23 @@ def parse_object_id(value: str) -> uuid.UUID | None:
     return uuid.UUID(value) if _UUID.fullmatch(value) else None
 
 
-def parse_idempotency_key(value: str | None) -> str:
+# What a JSON value is, as a message names it (a JSON body's values have exactly these types).
+_JSON_KINDS = {bool: "a boolean", int: "a number", float: "a number", list: "an array",
+               dict: "an object"}  # fmt: skip
+
+
+def parse_idempotency_key(value: object, *, field: str = "the Idempotency-Key header") -> str:
+    """A request's idempotency key: the header's text, or a batch item's `idempotency_key`,
+    which may be any JSON value (what is not a string is refused, never coerced)."""
     if value is None or value == "":
-        raise IdempotencyKeyRequired("the Idempotency-Key header is required on this request")
+        raise IdempotencyKeyRequired(f"{field} is required on this request")
+    if not isinstance(value, str):
+        kind = _JSON_KINDS.get(type(value), type(value).__name__)
+        raise ValidationError(f"{field} must be a string, not {kind}")
     if len(value) > MAX_IDEMPOTENCY_KEY_CHARS or not _PRINTABLE_ASCII.fullmatch(value):
-        raise ValidationError("Idempotency-Key must be 1-255 printable ASCII characters")
+        raise ValidationError(
+            f"{field} must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"
+        )
     return value
 
 
@@ -383,7 +395,7 @@ def parse_batch(body: object) -> NewBatch:
                 raise ValidationError("the entry must be a JSON object")
             request_body = {k: v for k, v in raw.items() if k != "idempotency_key"}
             item = BatchItem(
-                idempotency_key=parse_idempotency_key(key),
+                idempotency_key=parse_idempotency_key(key, field="idempotency_key"),
                 entry=parse_new_entry(request_body),
                 request_body=request_body,
             )
