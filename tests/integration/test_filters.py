@@ -134,6 +134,31 @@ def test_bad_filters_are_validation_errors_after_the_key_check(api, ledger, path
                    query_string=query).status_code == 401  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("path", "query", "message"),
+    [
+        ("/v1/entries", b"metadata.order=%00", "query parameter metadata.order contains a NUL"),
+        ("/v1/entries", b"metadata.order=A%00", "query parameter metadata.order contains a NUL"),
+        ("/v1/accounts", b"metadata.team=%00", "query parameter metadata.team contains a NUL"),
+        ("/v1/entries", b"account=%00", "query parameter account contains a NUL"),
+        # A lone surrogate as a client can send one: the bytes it would encode to.
+        ("/v1/entries", b"metadata.order=%ED%A0%80", "metadata.order is not valid UTF-8"),
+        ("/v1/entries", b"status=%FF", "query parameter status is not valid UTF-8"),
+        ("/v1/accounts", b"currency=\xff", "query parameter currency is not valid UTF-8"),
+        ("/v1/entries", b"metadata.%FF=x", "name is not valid UTF-8: metadata.\\xff"),
+        ("/v1/entries", b"metadata.%00=x", "name contains a NUL character: metadata.\\x00"),
+    ],
+)
+def test_a_filter_that_is_not_text_is_a_validation_error(api, ledger, path, query, message):
+    raw = {"QUERY_STRING": query.decode("latin-1")}  # the bytes as a server passes them on
+    response = api.get(path, key=ledger.read_key, environ_overrides=raw)
+    assert response.status_code == 422, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "validation_error" and message in error["message"], error
+    unknown = "arus_0000000000000000_" + "x" * 43
+    assert api.get(path, key=unknown, environ_overrides=raw).status_code == 401
+
+
 def test_a_filter_given_twice_is_refused(api, ledger):
     response = api.get("/v1/entries?status=posted&status=pending", key=ledger.read_key)
     assert response.status_code == 422

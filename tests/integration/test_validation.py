@@ -1,4 +1,5 @@
-"""Validation units: money, commands, fingerprints, configuration, database URLs."""
+"""Validation units: money, commands, fingerprints, configuration, database URLs; and the text
+of paths and query strings over HTTP (SPEC §3.4)."""
 
 from __future__ import annotations
 
@@ -136,3 +137,57 @@ def test_non_postgres_url_is_refused():
         sqlalchemy_url("mysql://u:p@h/d")
     with pytest.raises(ConfigError):
         sqlalchemy_url("not a url")
+
+
+# --- the text of paths and query strings, over HTTP (through the functions) -----------------
+
+UNKNOWN_KEY = "arus_0000000000000000_" + "x" * 43
+
+
+def _raw(path: bytes, query: bytes = b"") -> dict[str, str]:
+    """The request's path and query as a server passes them on: its bytes, percent-decoded
+    in the path, as sent in the query (PEP 3333)."""
+    return {"PATH_INFO": path.decode("latin-1"), "QUERY_STRING": query.decode("latin-1")}
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "message"),
+    [
+        (b"/v1/accounts/\x00", b"", "path parameter ref contains a NUL character"),
+        (b"/v1/accounts/ca\x00sh/postings", b"", "path parameter ref contains a NUL"),
+        (b"/v1/accounts/\xff", b"", "path parameter ref is not valid UTF-8"),
+        # A lone surrogate (U+D800) as a client can send one: the bytes it would encode to.
+        (b"/v1/entries/\xed\xa0\x80", b"", "path parameter entry_id is not valid UTF-8"),
+        (b"/v1/accounts/cash/balance", b"at=%00", "query parameter at contains a NUL"),
+        (b"/v1/accounts/cash/postings", b"cursor=%C3", "query parameter cursor is not valid"),
+        (b"/v1/balances", b"as_of=2026-01-01\xff", "query parameter as_of is not valid UTF-8"),
+        (b"/v1/trial-balance", b"x=%00", "query parameter x contains a NUL character"),
+    ],
+)
+def test_a_path_or_query_value_that_is_not_text_is_a_validation_error(
+    api, ledger, path, query, message
+):
+    response = api.get("/", key=ledger.read_key, environ_overrides=_raw(path, query))
+    assert response.status_code == 422, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "validation_error" and message in error["message"], error
+    # Refused before it ran, a request with a bad key still answers 401 first.
+    assert api.get("/", key=UNKNOWN_KEY, environ_overrides=_raw(path, query)).status_code == 401
+
+
+def test_a_mutation_path_that_is_not_text_is_a_validation_error_after_the_key_check(api, ledger):
+    for action in (b"reverse", b"post", b"void"):
+        raw = _raw(b"/v1/entries/\x00/" + action)
+        response = api.post("/", key=ledger.write_key, idempotency_key="k", json={},
+                            environ_overrides=raw)  # fmt: skip
+        assert response.status_code == 422, response.get_json()
+        assert response.get_json()["error"] == {"code": "validation_error",
+                                                "message": "path parameter entry_id contains "
+                                                           "a NUL character"}  # fmt: skip
+        assert api.post("/", key=ledger.read_key, idempotency_key="k", json={},
+                        environ_overrides=raw).status_code == 403  # fmt: skip
+    # The query of a mutation is held to the same rule, though no mutation reads one.
+    response = api.post("/", key=ledger.write_key, json={}, environ_overrides=_raw(
+        b"/v1/entries/batch", b"atomic=%FF"))  # fmt: skip
+    assert response.status_code == 422
+    assert response.get_json()["error"]["message"] == "query parameter atomic is not valid UTF-8"

@@ -6,10 +6,13 @@ and serves them only when one is set; on Google Cloud only the scheduler's servi
 invoke the job functions (IAM, OIDC). Handlers only parse, authenticate, call a use case and
 render; errors are domain exceptions turned into `{"error": {code, message}}` in one place,
 and a database that is down or timing out is 503 `service_unavailable` with Retry-After.
+Every path and query value of an API route is held to text the ledger can store before the
+route runs (`_register_api`): a NUL or bytes that are not UTF-8 are a 422, never a 500.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import threading
@@ -35,11 +38,11 @@ from arus.errors import (
     unavailable,
 )
 from arus.ledger import commands, gateway, reads
-from arus.ledger.access import Caller, Credentials, authorize, parse_credentials
+from arus.ledger.access import Caller, Credentials, Scope, authorize, parse_credentials
 from arus.platform.config import Settings, load_settings
 from arus.platform.db import get_engine
 from arus.web import openapi
-from arus.web.bodies import json_response, read_json_body
+from arus.web.bodies import check_url_text, json_response, read_json_body
 
 log = logging.getLogger("arus.web.app")
 
@@ -95,18 +98,46 @@ def _credentials() -> Credentials:
     return parse_credentials(request.headers.get("Authorization"))
 
 
-def _authorized_parse(ledger: Resources, credentials: Credentials, parse: Callable[[], Any]) -> Any:
-    """Parse a mutation's request; when it fails, answer 401/403 first if that is the truth.
+def _authorized_parse(
+    ledger: Resources, credentials: Credentials, parse: Callable[[], Any], scope: Scope = "write"
+) -> Any:
+    """Parse a request; when it fails, answer 401/403 first if that is the truth.
 
-    Success costs no extra round trip (the engine call authorises); only a refused request
-    asks the database who is calling, so the answer's precedence is as if it had asked first.
+    Success costs no extra round trip (the engine call or the read authorises); only a refused
+    request asks the database who is calling, so the answer's precedence is as if it had asked
+    first.
     """
     try:
         return parse()
     except ArusError:
         with ledger.engine.connect() as conn:
-            authorize(conn, credentials, scope="write")
+            authorize(conn, credentials, scope=scope)
         raise
+
+
+def _register_api(
+    app: Flask, ledger: Resources, register: Callable[[Flask, Resources], None], scope: Scope
+) -> None:
+    """Register a surface's routes, each checking first that its path and query values are
+    text the ledger can store (bodies.check_url_text): one check for every value of every
+    route, before any route reads one; refused, it answers 401/403 first if that is the truth.
+    """
+    before = set(app.view_functions)
+    register(app, ledger)
+    for endpoint in set(app.view_functions) - before:
+        view = app.view_functions[endpoint]
+        app.view_functions[endpoint] = _url_text_checked(ledger, view, scope)
+
+
+def _url_text_checked(
+    ledger: Resources, view: Callable[..., Any], scope: Scope
+) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def checked(**path_params: str) -> Any:
+        _authorized_parse(ledger, _credentials(), lambda: check_url_text(path_params), scope)
+        return view(**path_params)
+
+    return checked
 
 
 def _mutation_response(result: gateway.MutationResult, location: str) -> Response:
@@ -457,9 +488,9 @@ def create_app(
     # (read_json_body), which then refuses it as 413 instead of reading a cut-off body.
     app.config["MAX_CONTENT_LENGTH"] = max(limits.max_body_bytes, limits.max_batch_body_bytes) + 1
     if "mutations" in surfaces:
-        _register_mutations(app, ledger)
+        _register_api(app, ledger, _register_mutations, "write")
     if "reads" in surfaces:
-        _register_reads(app, ledger)
+        _register_api(app, ledger, _register_reads, "read")
     # A job function deployed on its own answers at its root URL too (what Scheduler calls).
     alone = len(surfaces) == 1
     operator = _operator_check(ledger.settings if settings is None else settings, jobs_gate)

@@ -1,11 +1,14 @@
-"""Request and response bodies: strict JSON in, compact JSON out."""
+"""Request and response bodies: strict JSON in, compact JSON out; and the request's URL text,
+held to what the ledger can store as text."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from flask import Response, request
 
@@ -88,3 +91,44 @@ def read_json_body(*, required: bool, max_bytes: int | None = None) -> object:
         raise InvalidJson(f"the request body is not valid JSON: {exc}") from None
     check_json_values(body)
     return body
+
+
+def _text_problem(raw: bytes) -> str | None:
+    """Why `raw` is not text the ledger can store (as "is not valid UTF-8"), or None."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return "is not valid UTF-8"
+    return "contains a NUL character" if "\x00" in text else None
+
+
+def check_url_text(path_params: Mapping[str, str]) -> None:
+    """Refuse a path or query value that is not text the ledger can store (SPEC §3.4): bytes
+    that are not UTF-8 (raw or percent-encoded, a lone surrogate among them), or a NUL; the
+    message names the parameter. Run it before a route reads `request.args`, which fails on
+    raw bytes that are not UTF-8 (and keeps percent-encoded ones as written).
+
+    `path_params` are the route's values as routing decoded them (bytes that are not UTF-8
+    replaced): they name the path's segments.
+    """
+    # PATH_INFO and QUERY_STRING carry the request's bytes, one character each (PEP 3333).
+    for segment in request.environ.get("PATH_INFO", "").encode("latin-1").split(b"/"):
+        problem = _text_problem(segment)
+        if problem is not None:
+            shown = segment.decode(errors="replace")
+            name = next((n for n, value in path_params.items() if value == shown), None)
+            where = "the path" if name is None else f"path parameter {name}"
+            raise ValidationError(f"{where} {problem}")
+    for pair in request.query_string.split(b"&"):
+        if not pair:
+            continue
+        raw_name, _, raw_value = pair.partition(b"=")
+        name_bytes, value_bytes = (unquote_to_bytes(raw.replace(b"+", b" "))
+                                   for raw in (raw_name, raw_value))  # fmt: skip
+        problem = _text_problem(name_bytes)
+        if problem is not None:
+            shown = name_bytes.decode(errors="backslashreplace").replace("\x00", "\\x00")
+            raise ValidationError(f"a query parameter's name {problem}: {shown}")
+        problem = _text_problem(value_bytes)
+        if problem is not None:
+            raise ValidationError(f"query parameter {name_bytes.decode()} {problem}")
