@@ -6,8 +6,9 @@ modules. Checks on the composition run against each environment's effective conf
 stack's module calls, with `var.*` resolved through that environment's `module "arus"` call to
 its own locals and variable defaults.
 
-Providers cannot be downloaded here, so `terraform init/validate/plan` never run; these tests
-are what holds the structure. tools/checkov.sh is the separate static security scan.
+Providers cannot be downloaded here, so `terraform validate/plan` never run; these tests are
+what holds the structure (and one runs `terraform init` offline, which reads the lock files).
+tools/checkov.sh is the separate static security scan.
 """
 
 from __future__ import annotations
@@ -272,8 +273,15 @@ def test_layout_is_six_modules_and_two_environments_that_compose_them(
     assert found_envs == set(ENVIRONMENTS)
     sources = {module["source"] for module in stack.modules.values()}
     assert sources == {f"../{m}" for m in MODULES}, f"the stack composes {sources}"
-    # Beside the module calls, only the project's APIs (enabled before any module runs).
-    assert set(stack.resources) == {("google_project_service", "enabled")} and not stack.data
+    # Beside the module calls, only the project's APIs, the waits for them and for IAM, and the
+    # project's number.
+    assert set(stack.resources) == {
+        ("google_project_service", "enabled"),
+        ("time_sleep", "apis_enabled"),
+        ("time_sleep", "iam_propagated"),
+    }
+    assert set(stack.data) == {("google_project", "this")}
+
     for required in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
         assert (TERRAFORM / "modules" / STACK / required).is_file(), (STACK, required)
     for name, env in environments.items():
@@ -519,24 +527,46 @@ def test_jobs_are_internal_and_have_no_public_invoker(
     assert set(functions.locals["scheduled_functions"]) == SCHEDULED_FUNCTIONS
 
 
-def test_connection_budget_is_checked_against_the_database_limit(
+def test_connection_budget_holds_while_two_revisions_run(
     modules: dict[str, Config], environments: dict[str, Environment]
 ) -> None:
-    function = modules["functions"].resource("google_cloudfunctions2_function", "function")
+    """Issue 16, item 7: during a deploy the old and the new revision serve side by side, each
+    able to scale to its ceiling, so 2 x sum(max instances x (pool + overflow)) must fit in the
+    instance's max_connections less what is reserved (PostgreSQL's 3 superuser slots and the
+    operator's sessions), for the defaults each environment ships."""
+    functions = modules["functions"]
+    assert functions.locals["revisions_during_deploy"] == 2
+    budget = functions.locals["connection_budget"]
+    assert budget.startswith("${local.revisions_during_deploy * sum(["), budget
+    assert "var.max_instance_count[name] * local.connections_per_instance" in budget
+    assert functions.locals["connections_per_instance"] == (
+        "${var.db_pool_size + var.db_max_overflow}"
+    )
+    function = functions.resource("google_cloudfunctions2_function", "function")
     precondition = one(one(function, "lifecycle"), "precondition")
     assert precondition["condition"] == "${local.connection_budget <= var.db_connection_limit}"
     for name, env in environments.items():
         wired = env.modules["functions"]
-        pool_size, max_overflow = (
-            env.value(wired["db_pool_size"]),
-            env.value(wired["db_max_overflow"]),
-        )
+        assert wired["db_connection_limit"] == (
+            "${var.database.max_connections - var.database.reserved_connections}"
+        ), name
+        database = env.value("${var.database}")
+        max_connections, reserved = database["max_connections"], database["reserved_connections"]
+        assert reserved >= 3 + 1, f"{name}: 3 superuser slots and an operator session"
+        pool_size = env.value(wired["db_pool_size"])
+        max_overflow = env.value(wired["db_max_overflow"])
         assert isinstance(pool_size, int) and isinstance(max_overflow, int), name
         max_instances = env.value(wired["max_instance_count"])
-        budget = sum(max_instances[f] for f in FUNCTIONS) * (pool_size + max_overflow)
-        limit = env.value(wired["db_connection_limit"])
-        assert isinstance(limit, int), (name, limit)
-        assert budget <= limit, f"{name}: {budget} connections > limit {limit}"
+        assert set(max_instances) == FUNCTIONS, name
+        per_revision = sum(max_instances[f] for f in FUNCTIONS) * (pool_size + max_overflow)
+        assert 2 * per_revision <= max_connections - reserved, (
+            f"{name}: 2 revisions x {per_revision} connections > "
+            f"{max_connections} - {reserved} reserved"
+        )
+    tiers = {env.value("${var.database}")["tier"]: env.value("${var.database}")["max_connections"]
+             for env in environments.values()}  # fmt: skip
+    # The tiers' default max_connections (Cloud SQL for PostgreSQL, by memory).
+    assert tiers == {"db-f1-micro": 25, "db-custom-1-3840": 100}, tiers
 
 
 # --- scheduler -----------------------------------------------------------------------------------
@@ -675,6 +705,8 @@ def test_providers_are_pinned_and_state_is_local_by_default(
         assert re.fullmatch(r"~> 6\.\d+", providers["google"]["version"]), name
         assert providers["random"]["source"] == "hashicorp/random"
         assert providers["random"]["version"].startswith("~> 3."), name
+        assert providers["time"]["source"] == "hashicorp/time"
+        assert providers["time"]["version"].startswith("~> 0."), name
         assert "backend" not in block, f"{name}: state must default to local"
         assert '# backend "gcs" {' in env.root.text, f"{name}: the commented gcs backend example"
 
@@ -710,7 +742,7 @@ def test_terraform_fmt_is_clean() -> None:
     terraform = shutil.which("terraform")
     if terraform is None:
         pytest.fail(
-            "the terraform binary is not on PATH: install Terraform >= 1.6 to run "
+            "the terraform binary is not on PATH: install Terraform >= 1.11 to run "
             "`terraform fmt -check -recursive terraform` (no providers are needed)"
         )
     result = subprocess.run(
@@ -754,8 +786,10 @@ def test_the_service_agent_grant_is_recreated_with_its_subscription(
     grant = modules["pubsub"].resource(
         "google_pubsub_subscription_iam_member", "example_subscriber"
     )
+    # The subscription's id changes only when it is replaced; naming the resource itself would
+    # also replace the grant on every in-place update of the subscription (issue 16, item 7).
     assert one(grant, "lifecycle")["replace_triggered_by"] == [
-        "${google_pubsub_subscription.example}"
+        "${google_pubsub_subscription.example.id}"
     ]
 
 
@@ -768,7 +802,7 @@ def test_the_stack_enables_its_apis_before_any_module(environments: dict[str, En
                 "cloudscheduler", "cloudbuild", "artifactregistry", "iam"):  # fmt: skip
         assert f"{api}.googleapis.com" in text, api
     for name, call in stack.modules.items():
-        assert "google_project_service.enabled" in str(call.get("depends_on")), name
+        assert "time_sleep.apis_enabled" in str(call.get("depends_on")), name
 
 
 def test_the_instance_is_labelled_and_prod_keeps_backups_on_delete(
@@ -836,3 +870,266 @@ def test_terraform_creates_both_database_users_and_functions_hold_only_the_apps(
         assert stack["iam"]["db_password_secret_name"] == "${module.app_secrets.secret_name}"
         # The owner's secret reaches no function and no grant.
         assert "module.secrets." not in str(functions) + str(stack["iam"]), name
+
+
+# --- issue 16, item 7: the review against the google provider's source -------------------------
+
+
+RUNBOOK = REPO / "docs" / "runbook-cloud-run.md"
+
+
+def test_functions_wait_for_the_apis_and_for_iam_to_propagate(
+    modules: dict[str, Config], environments: dict[str, Environment]
+) -> None:
+    """Issue 16, item 7: time_sleep after enabling the APIs and after the IAM grants, before the
+    functions are deployed."""
+
+    def seconds(duration: str) -> int:
+        match = re.fullmatch(r"(\d+)s", duration)
+        assert match, duration
+        return int(match.group(1))
+
+    stack = next(iter(environments.values())).stack
+    apis = stack.resource("time_sleep", "apis_enabled")
+    assert apis["depends_on"] == ["${google_project_service.enabled}"]
+    assert seconds(apis["create_duration"]) >= 60
+    assert "local.services" in str(apis["triggers"]), "a newly enabled API is waited for too"
+    iam = stack.resource("time_sleep", "iam_propagated")
+    assert iam["depends_on"] == ["${module.iam}"]
+    assert seconds(iam["create_duration"]) >= 60
+    assert "module.iam.grant_ids" in str(iam["triggers"]), "a replaced grant is waited for too"
+    assert "${time_sleep.iam_propagated}" in stack.modules["functions"]["depends_on"]
+    for name, call in stack.modules.items():
+        assert "${time_sleep.apis_enabled}" in call["depends_on"], name
+
+    # Every grant the iam module makes is in grant_ids, so the wait covers it.
+    iam_module = modules["iam"]
+    grant_ids = iam_module.outputs["grant_ids"]["value"]
+    for (kind, name), _ in iam_module.resources.items():
+        if kind.endswith("_iam_member"):
+            assert f"{kind}.{name}" in grant_ids, (kind, name)
+
+    # Inside the functions module, the builds wait for the build account's own grants.
+    functions = modules["functions"]
+    build = functions.resource("time_sleep", "build_grants_propagated")
+    assert seconds(functions.variables["iam_propagation_wait"]["default"]) >= 60
+    assert build["create_duration"] == "${var.iam_propagation_wait}"
+    triggers = str(build["triggers"])
+    for (kind, name), _ in functions.resources.items():
+        if kind.endswith("_iam_member") and name != "public_invoker":
+            assert f"{kind}.{name}" in triggers, (kind, name)
+    function = functions.resource("google_cloudfunctions2_function", "function")
+    assert function["depends_on"] == ["${time_sleep.build_grants_propagated}"]
+    for config in (stack, functions):
+        (block,) = config.terraform
+        (providers,) = block["required_providers"]
+        assert providers["time"]["source"] == "hashicorp/time", config.path
+
+
+def test_the_pubsub_service_agent_comes_from_a_project_number_passed_in(
+    modules: dict[str, Config], environments: dict[str, Environment]
+) -> None:
+    """Issue 16, item 7: a data.google_project inside a module called with depends_on is read
+    only at apply time, so the service agent's member was unknown and both grants planned for
+    replacement. The stack reads the project once, with no depends_on, and passes its number."""
+    pubsub = modules["pubsub"]
+    assert not pubsub.data, pubsub.data
+    assert "var.project_number" in pubsub.locals["pubsub_service_agent"]
+    assert "validation" in pubsub.variables["project_number"]
+    stack = next(iter(environments.values())).stack
+    project = stack.data[("google_project", "this")]
+    assert "depends_on" not in project and project["project_id"] == "${var.project_id}"
+    assert stack.modules["pubsub"]["project_number"] == "${data.google_project.this.number}"
+    # The stack calls every module with depends_on, so none may read a data source.
+    assert all("depends_on" in call for call in stack.modules.values())
+    for config in modules.values():
+        assert not config.data, f"{config.path} reads {set(config.data)} under depends_on"
+
+
+def test_a_destroyed_dev_instance_can_be_re_created_at_once(
+    modules: dict[str, Config], environments: dict[str, Environment]
+) -> None:
+    """Issue 16, item 7: Cloud SQL keeps a deleted instance's name for up to a week; dev's name
+    carries a random suffix drawn again after a destroy. prod keeps its name."""
+    sql = modules["cloud_sql"]
+    suffix = sql.resource("random_id", "instance_suffix")
+    assert suffix["count"] == "${var.unique_name ? 1 : 0}"
+    assert suffix["byte_length"] >= 2
+    assert "random_id.instance_suffix" in sql.locals["instance_name"]
+    instance = sql.resource("google_sql_database_instance", "ledger")
+    assert instance["name"] == "${local.instance_name}"
+    assert "default" not in sql.variables["unique_name"], "each environment decides"
+    (block,) = sql.terraform
+    (providers,) = block["required_providers"]
+    assert providers["random"]["source"] == "hashicorp/random"
+    unique = {name: env.value(env.modules["cloud_sql"]["unique_name"]) for name, env in
+              environments.items()}  # fmt: skip
+    assert unique == {"dev": True, "prod": False}, unique
+
+
+def test_runbook_states_the_terraform_version_and_what_state_holds(
+    everything: list[Config],
+) -> None:
+    """Issue 16, item 7: Terraform >= 1.11 everywhere (ephemeral values, write-only arguments,
+    removed blocks), and no claim that state holds the password (it holds none)."""
+    for config in everything:
+        for block in config.terraform:
+            assert block.get("required_version") == ">= 1.11", config.path
+    text = RUNBOOK.read_text()
+    assert "Terraform >= 1.11" in text and "Terraform >= 1.6" not in text
+    claims = re.compile(
+        r"state\s+(holds|contains|keeps|stores)\s+the\s+(generated\s+)?(database\s+)?password",
+        re.IGNORECASE,
+    )
+    for path in [RUNBOOK, *TERRAFORM.rglob("*.tf"), TERRAFORM / "README.md"]:
+        assert not claims.search(path.read_text()), path
+    assert "Terraform state holds no password" in text
+    for env in ENVIRONMENTS:
+        versions = (TERRAFORM / "environments" / env / "versions.tf").read_text()
+        assert "It holds no\n  # password" in versions, env
+
+
+# --- issue 16, item 7: provider 6.31 and the committed lock files -------------------------------
+
+
+VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def _constraint_terms(constraint: str) -> list[tuple[str, tuple[int, int, int], int]]:
+    """`>= 6.31, < 7.0` -> [(">=", (6, 31, 0), 2), ("<", (7, 0, 0), 2)]: operator, version,
+    how many parts were written (which is what `~>` depends on)."""
+    terms = []
+    for term in constraint.split(","):
+        match = re.fullmatch(r"\s*(>=|<=|~>|>|<|=|!=)?\s*(\S+)\s*", term)
+        assert match, constraint
+        parts = VERSION.fullmatch(match.group(2))
+        assert parts, constraint
+        written = 3 if parts.group(3) is not None else 2
+        number = (int(parts.group(1)), int(parts.group(2)), int(parts.group(3) or 0))
+        terms.append((match.group(1) or "=", number, written))
+    return terms
+
+
+def _satisfies(version: tuple[int, int, int], constraint: str) -> bool:
+    for operator, bound, written in _constraint_terms(constraint):
+        if operator == "~>":
+            upper = (bound[0] + 1, 0, 0) if written == 2 else (bound[0], bound[1] + 1, 0)
+            ok = bound <= version < upper
+        else:
+            ok = {
+                ">=": version >= bound, ">": version > bound, "<=": version <= bound,
+                "<": version < bound, "=": version == bound, "!=": version != bound,
+            }[operator]  # fmt: skip
+        if not ok:
+            return False
+    return True
+
+
+def _canonical(constraints: list[str]) -> str:
+    """What Terraform writes in a lock file for these constraints: deduplicated, versions in
+    full (but `~> X.Y` as written), sorted by version, then by operator (>=, ~>, <)."""
+    priority = {">": 1, ">=": 2, "=": 3, "~>3": 4, "~>2": 5, "<=": 6, "<": 7, "!=": 8}
+    terms = {
+        (bound, priority[f"~>{written}" if op == "~>" else op], op, written)
+        for constraint in constraints
+        for op, bound, written in _constraint_terms(constraint)
+    }
+
+    def text(op: str, bound: tuple[int, int, int], written: int) -> str:
+        shown = ".".join(map(str, bound[:2] if op == "~>" and written == 2 else bound))
+        return shown if op == "=" else f"{op} {shown}"
+
+    return ", ".join(text(op, bound, written) for bound, _, op, written in sorted(terms))
+
+
+def _required_providers(config: Config) -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for block in config.terraform:
+        for providers in block.get("required_providers", []):
+            found.update(providers)
+    return found
+
+
+def test_every_module_requires_the_google_provider_that_has_retain_backups_on_delete(
+    everything: list[Config],
+) -> None:
+    """settings.retain_backups_on_delete first exists in hashicorp/google 6.31: every
+    constraint must exclude the versions before it (and 7.0, which changes the schema)."""
+    for config in everything:
+        google = _required_providers(config).get("google")
+        assert google is not None, f"{config.path} pins no google provider"
+        assert not _satisfies((6, 30, 9), google["version"]), (config.path, google["version"])
+        assert _satisfies((6, 31, 0), google["version"]), (config.path, google["version"])
+        assert not _satisfies((7, 0, 0), google["version"]), (config.path, google["version"])
+
+
+def test_each_environment_commits_a_lock_file_that_pins_versions_its_modules_accept(
+    modules: dict[str, Config], stack: Config, environments: dict[str, Environment]
+) -> None:
+    tree = [*modules.values(), stack]
+    for name, env in environments.items():
+        path = TERRAFORM / "environments" / name / ".terraform.lock.hcl"
+        assert path.is_file(), f"{path}: commit the lock file"
+        ignored = subprocess.run(
+            ["git", "check-ignore", "-q", str(path)], cwd=REPO, check=False, capture_output=True
+        )
+        assert ignored.returncode == 1, f"{path} is git-ignored"
+        locked = {}
+        for block in _parse(path)["provider"]:
+            for address, body in block.items():
+                locked[address] = body
+        required = _required_providers(env.root)
+        sources = {f"registry.terraform.io/{p['source']}" for p in required.values()}
+        assert set(locked) == sources, (name, set(locked))
+        for local_name, requirement in required.items():
+            address = f"registry.terraform.io/{requirement['source']}"
+            version = VERSION.fullmatch(locked[address]["version"])
+            assert version and version.group(3) is not None, (name, address)
+            number = (int(version.group(1)), int(version.group(2)), int(version.group(3)))
+            constraints = [requirement["version"]] + [
+                p[local_name]["version"]
+                for config in tree
+                if local_name in (p := _required_providers(config))
+            ]
+            for constraint in constraints:
+                assert _satisfies(number, constraint), (name, address, constraint)
+            assert locked[address]["constraints"] == _canonical(constraints), (name, address)
+            # No invented hash: either real ones (from `terraform providers lock`) or none yet.
+            for entry in locked[address].get("hashes", []):
+                assert re.fullmatch(r"h1:[A-Za-z0-9+/]{43}=|zh:[0-9a-f]{64}", entry), entry
+        assert number  # the loop ran
+    assert locked["registry.terraform.io/hashicorp/google"]["version"].startswith("6.")
+
+
+def test_terraform_init_reads_each_lock_file_offline(tmp_path: Path) -> None:
+    """`terraform init` against an empty plugin directory downloads nothing, but parses the lock
+    file (canonical form required) and checks each locked version against every constraint of
+    the configuration before it looks for the providers themselves."""
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.fail("the terraform binary is not on PATH: install Terraform >= 1.11")
+    copy = tmp_path / "terraform"
+    shutil.copytree(TERRAFORM, copy, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*"))
+    plugins = tmp_path / "no-plugins"
+    plugins.mkdir()
+    for name in ENVIRONMENTS:
+        result = subprocess.run(
+            [terraform, "init", "-backend=false", "-input=false", "-no-color",
+             "-lockfile=readonly", f"-plugin-dir={plugins}"],
+            cwd=copy / "environments" / name,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "TF_CLI_CONFIG_FILE": os.devnull},
+            check=False,
+        )  # fmt: skip
+        output = result.stdout + result.stderr
+        for provider in ("google", "random", "time"):
+            assert (
+                f"Reusing previous version of hashicorp/{provider} from the dependency lock file"
+                in output
+            ), f"{name}: {output}"
+        for refusal in ("Invalid", "does not match", "inconsistent", "Unsupported"):
+            assert refusal not in output, f"{name}: {output}"
+        # It stops only where it would need the providers' packages.
+        assert re.search(r"was not\s+found\s+in\s+any\s+of\s+the\s+search", output), output

@@ -14,13 +14,18 @@ locals {
     retain_backups_on_delete       = false
     retained_backups               = 7
     transaction_log_retention_days = 3
-    # db-f1-micro allows 25 connections; keep 5 for migrations and operators.
-    connection_limit = 20
+    # Torn down and re-created: a fresh name each time (Cloud SQL keeps a deleted name a week).
+    unique_name = true
+    # db-f1-micro allows 25 connections; 5 are not the functions' (3 superuser-reserved, 2 for
+    # the operator's migrations and `arus app-user`).
+    max_connections      = 25
+    reserved_connections = 5
   }
   min_instance_count = { post_entry = 0, query = 0, relay = 0, daily_close = 0 }
-  # 3 + 3 + 1 + 1 instances x 2 connections = 16 <= 20.
-  max_instance_count      = { post_entry = 3, query = 3, relay = 1, daily_close = 1 }
-  db_pool_size            = 2
+  # 2 revisions during a deploy x (3 + 3 + 1 + 1) instances x 1 connection = 16 <= 25 - 5.
+  max_instance_count = { post_entry = 3, query = 3, relay = 1, daily_close = 1 }
+  # One request per instance at a time, one connection per request.
+  db_pool_size            = 1
   db_max_overflow         = 0
   topic_message_retention = "86400s" # 1 day
   force_destroy_sources   = true

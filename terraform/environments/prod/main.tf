@@ -14,14 +14,20 @@ locals {
     retain_backups_on_delete       = true
     retained_backups               = 30
     transaction_log_retention_days = 7
-    # 3.75 GB allows 100 connections; keep 10 for migrations and operators.
-    connection_limit = 90
+    # Keeps its name: renaming would replace the instance.
+    unique_name = false
+    # 3.75 GB allows 100 connections; 10 are not the functions' (3 superuser-reserved, the rest
+    # for the operator's migrations, `arus app-user` and investigations).
+    max_connections      = 100
+    reserved_connections = 10
   }
   min_instance_count = { post_entry = 1, query = 1, relay = 0, daily_close = 0 }
-  # 10 + 10 + 1 + 1 instances x 3 connections = 66 <= 90.
-  max_instance_count      = { post_entry = 10, query = 10, relay = 1, daily_close = 1 }
+  # 2 revisions during a deploy x (10 + 10 + 1 + 1) instances x 2 connections = 88 <= 100 - 10.
+  max_instance_count = { post_entry = 10, query = 10, relay = 1, daily_close = 1 }
+  # One request per instance at a time holds one connection; the second is a spare, and the
+  # budget holds without overflow.
   db_pool_size            = 2
-  db_max_overflow         = 1
+  db_max_overflow         = 0
   topic_message_retention = "604800s" # 7 days
   force_destroy_sources   = false
 }

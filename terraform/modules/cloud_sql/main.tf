@@ -5,6 +5,22 @@
 # TLS with a client certificate required. The instance has a public IP because the connectors
 # need no VPC to reach it; that IP accepts no direct connections (see the CKV_GCP_60 skip).
 
+# A Cloud SQL instance name cannot be used again for up to a week after the instance is deleted.
+# An environment that is torn down and re-created (dev) gets a random suffix, drawn again when
+# `terraform destroy` removes it, so the next apply can create the instance at once; prod keeps
+# its plain name (renaming would replace the instance).
+resource "random_id" "instance_suffix" {
+  count       = var.unique_name ? 1 : 0
+  byte_length = 3
+}
+
+locals {
+  instance_name = join("-", concat(
+    ["${var.name_prefix}-ledger"],
+    [for suffix in random_id.instance_suffix : suffix.hex],
+  ))
+}
+
 resource "google_sql_database_instance" "ledger" {
   #checkov:skip=CKV_GCP_108:Every connection arrives through the Cloud SQL connectors' server-side proxy, so the client host is always the same local address; log_hostname would add a reverse DNS lookup to each connection and record nothing. The connecting IAM principal is in Cloud Audit Logs.
   #checkov:skip=CKV2_GCP_13:log_duration logs one line for every statement the ledger runs (several per posting), which would dominate Cloud Logging volume and cost; Query Insights gives per-query latency, and log_min_duration_statement can be lowered during an investigation.
@@ -12,7 +28,7 @@ resource "google_sql_database_instance" "ledger" {
   #checkov:skip=CKV_GCP_60:The public IP is what the Cloud SQL connectors dial; with no authorized networks and connector_enforcement = REQUIRED it accepts only IAM-authorized, mTLS connector sessions. Private IP would need a VPC, private services access and Direct VPC egress on every function, which this low-traffic deployment does not carry (docs/runbook-cloud-run.md).
   project          = var.project_id
   region           = var.region
-  name             = "${var.name_prefix}-ledger"
+  name             = local.instance_name
   database_version = var.database_version
 
   # Terraform-level guard (refuses `terraform destroy`) ...

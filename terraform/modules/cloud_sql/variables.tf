@@ -148,6 +148,11 @@ variable "app_user_via_api" {
   default     = true
 }
 
+variable "unique_name" {
+  description = "Give the instance a random suffix (<prefix>-ledger-<6 hex digits>), so an environment that is destroyed can be re-created at once instead of waiting a week for the name (dev). false keeps <prefix>-ledger (prod)."
+  type        = bool
+}
+
 variable "retain_backups_on_delete" {
   description = "Keep the instance's backups if the instance is deleted (true in prod)."
   type        = bool

@@ -4,7 +4,11 @@ terraform {
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = ">= 6.23, < 7.0" # password_wo
+      version = ">= 6.31, < 7.0" # settings.retain_backups_on_delete (6.31), password_wo (6.23)
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = ">= 3.7, < 4.0" # random_id for the instance name's suffix
     }
   }
 }

@@ -39,7 +39,10 @@ locals {
 
   # Each instance serves one request at a time and holds at most this many connections.
   connections_per_instance = var.db_pool_size + var.db_max_overflow
-  connection_budget = sum([
+  # During a deploy the old revision keeps serving (and may scale to its own ceiling) until the
+  # new one is ready, so the budget must hold for two revisions at once.
+  revisions_during_deploy = 2
+  connection_budget = local.revisions_during_deploy * sum([
     for name in keys(local.functions) : var.max_instance_count[name] * local.connections_per_instance
   ])
 
@@ -131,6 +134,18 @@ resource "google_artifact_registry_repository_iam_member" "build_writes_images" 
   member     = "serviceAccount:${var.build_service_account_email}"
 }
 
+# IAM grants take effect within seconds to minutes; a build that starts before the build
+# account's grants have propagated fails on storage or Artifact Registry. Wait once after they
+# are made (and again whenever one of them is replaced).
+resource "time_sleep" "build_grants_propagated" {
+  create_duration = var.iam_propagation_wait
+
+  triggers = {
+    sources = google_storage_bucket_iam_member.build_reads_sources.id
+    images  = google_artifact_registry_repository_iam_member.build_writes_images.id
+  }
+}
+
 resource "google_cloudfunctions2_function" "function" {
   #checkov:skip=CKV_GCP_124:post_entry and query are the public ledger API and must accept traffic from the internet (ALLOW_ALL); each request is authenticated by its API key. relay and daily_close are ALLOW_INTERNAL_ONLY (local.functions; asserted by tests/test_terraform.py).
   for_each = local.functions
@@ -177,15 +192,13 @@ resource "google_cloudfunctions2_function" "function" {
     }
   }
 
-  depends_on = [
-    google_storage_bucket_iam_member.build_reads_sources,
-    google_artifact_registry_repository_iam_member.build_writes_images,
-  ]
+  # The build reads the sources and pushes the image only once its grants have propagated.
+  depends_on = [time_sleep.build_grants_propagated]
 
   lifecycle {
     precondition {
       condition     = local.connection_budget <= var.db_connection_limit
-      error_message = "The functions could open ${local.connection_budget} database connections (max instances x (pool size + overflow)), more than db_connection_limit = ${var.db_connection_limit}. Lower max_instance_count or the pool, or raise the database tier."
+      error_message = "During a deploy the functions could open ${local.connection_budget} database connections (2 revisions x max instances x (pool size + overflow)), more than db_connection_limit = ${var.db_connection_limit}. Lower max_instance_count or the pool, or raise the database tier."
     }
   }
 }

@@ -111,9 +111,9 @@ variable "db_ip_type" {
 }
 
 variable "db_pool_size" {
-  description = "SQLAlchemy pool size per instance (ARUS_DB_POOL_SIZE)."
+  description = "SQLAlchemy pool size per instance (ARUS_DB_POOL_SIZE). One suffices: an instance serves one request at a time and every request path holds one connection at a time."
   type        = number
-  default     = 2
+  default     = 1
 }
 
 variable "db_max_overflow" {
@@ -123,7 +123,7 @@ variable "db_max_overflow" {
 }
 
 variable "db_connection_limit" {
-  description = "Connections all function instances together may hold: the tier's max_connections less what migrations and operators need. Checked at plan time."
+  description = "Connections all function instances of two revisions together may hold (a deploy runs the old and the new one side by side): the tier's max_connections less what PostgreSQL reserves and operators need. Checked at plan time."
   type        = number
 }
 
@@ -164,4 +164,10 @@ variable "images_kept_per_function" {
   description = "Most recent container images kept in the repository (older ones are deleted after 30 days)."
   type        = number
   default     = 10
+}
+
+variable "iam_propagation_wait" {
+  description = "How long to wait after the build account's grants are made before the first build (IAM changes take seconds to minutes to reach every service)."
+  type        = string
+  default     = "120s"
 }

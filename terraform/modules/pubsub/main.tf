@@ -3,13 +3,12 @@
 # of a subscription, so this module also creates an example consumer subscription with both,
 # and a dead-letter topic with a subscription that keeps what lands there.
 
-data "google_project" "this" {
-  project_id = var.project_id
-}
-
 locals {
-  # Pub/Sub's service agent moves undeliverable messages to the dead-letter topic.
-  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  # Pub/Sub's service agent moves undeliverable messages to the dead-letter topic. The project
+  # number is passed in: a data source read here would be deferred to apply time whenever the
+  # stack's depends_on has pending changes, leaving this member unknown and both grants below
+  # planned for replacement.
+  pubsub_service_agent = "serviceAccount:service-${var.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 }
 
 resource "google_pubsub_topic" "events" {
@@ -94,7 +93,9 @@ resource "google_pubsub_subscription_iam_member" "example_subscriber" {
   member       = local.pubsub_service_agent
 
   lifecycle {
-    # A subscription replaced under the same name drops its policy: grant it again with it.
-    replace_triggered_by = [google_pubsub_subscription.example]
+    # A subscription replaced under the same name drops its policy: grant it again with it. The
+    # id changes only on replacement; naming the resource would also replace the grant on every
+    # in-place update (a new ack deadline, a retry policy).
+    replace_triggered_by = [google_pubsub_subscription.example.id]
   }
 }

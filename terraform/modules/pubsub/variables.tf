@@ -3,6 +3,16 @@ variable "project_id" {
   type        = string
 }
 
+variable "project_number" {
+  description = "Number of that project, which names the Pub/Sub service agent (service-<number>@gcp-sa-pubsub.iam.gserviceaccount.com)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9]+$", var.project_number))
+    error_message = "project_number is the project's number (digits), not its id."
+  }
+}
+
 variable "region" {
   description = "The only region where Pub/Sub may persist messages (the database's region)."
   type        = string

@@ -4,7 +4,7 @@ terraform {
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = ">= 6.23, < 7.0" # secret_data_wo
+      version = ">= 6.31, < 7.0" # secret_data_wo (6.23)
     }
     random = {
       source  = "hashicorp/random"

@@ -34,9 +34,26 @@ resource "google_project_service" "enabled" {
   disable_on_destroy = false
 }
 
+# Enabling an API returns before every Google service accepts calls for it (a first apply then
+# fails on "API has not been used in project ... or it is disabled"). Every module waits for this.
+resource "time_sleep" "apis_enabled" {
+  depends_on = [google_project_service.enabled]
+
+  create_duration = "60s"
+  triggers = {
+    services = join(",", sort(local.services))
+  }
+}
+
+# The project's number names its Pub/Sub service agent. Read at plan time: no depends_on, so it
+# is never deferred (the project and Resource Manager exist before Terraform runs).
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
 module "secrets" {
   source     = "../secrets"
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
 
   project_id       = var.project_id
   region           = var.region
@@ -47,7 +64,7 @@ module "secrets" {
 # The application user's password: the only database secret the functions can read.
 module "app_secrets" {
   source     = "../secrets"
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
 
   project_id       = var.project_id
   region           = var.region
@@ -58,11 +75,12 @@ module "app_secrets" {
 
 module "cloud_sql" {
   source     = "../cloud_sql"
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
 
   project_id                     = var.project_id
   region                         = var.region
   name_prefix                    = local.name_prefix
+  unique_name                    = var.database.unique_name
   database_version               = var.database_version
   tier                           = var.database.tier
   edition                        = var.database.edition
@@ -82,9 +100,10 @@ module "cloud_sql" {
 
 module "pubsub" {
   source     = "../pubsub"
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
 
   project_id              = var.project_id
+  project_number          = data.google_project.this.number
   region                  = var.region
   topic_message_retention = var.topic_message_retention
   # dev and prod may share a project: every topic and subscription name carries the prefix.
@@ -93,7 +112,7 @@ module "pubsub" {
 
 module "iam" {
   source     = "../iam"
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
 
   project_id              = var.project_id
   name_prefix             = local.name_prefix
@@ -102,6 +121,18 @@ module "iam" {
   sql_instance_name       = module.cloud_sql.instance_name
   db_password_secret_name = module.app_secrets.secret_name
   events_topic_id         = module.pubsub.topic_id
+}
+
+# The functions' accounts must hold their grants (Cloud SQL client, their secret, the topic)
+# before a revision starts with them; IAM changes take seconds to minutes to propagate.
+resource "time_sleep" "iam_propagated" {
+  depends_on = [module.iam]
+
+  create_duration = "120s"
+
+  triggers = {
+    grants = sha256(jsonencode(module.iam.grant_ids))
+  }
 }
 
 module "functions" {
@@ -122,7 +153,7 @@ module "functions" {
   db_ip_type                  = "public"
   db_pool_size                = var.db_pool_size
   db_max_overflow             = var.db_max_overflow
-  db_connection_limit         = var.database.connection_limit
+  db_connection_limit         = var.database.max_connections - var.database.reserved_connections
   db_password_secret_id       = module.app_secrets.secret_id
   db_password_secret_version  = module.app_secrets.secret_version
   events_topic_id             = module.pubsub.topic_id
@@ -130,12 +161,12 @@ module "functions" {
 
   # A function must not start before its account can reach the database, the secret and the
   # topic, nor build before the build account has its grants.
-  depends_on = [module.iam, google_project_service.enabled]
+  depends_on = [time_sleep.iam_propagated, time_sleep.apis_enabled]
 }
 
 module "scheduler" {
   source     = "../scheduler"
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis_enabled]
 
   project_id                      = var.project_id
   region                          = var.region

@@ -22,7 +22,7 @@ variable "database_version" {
 }
 
 variable "database" {
-  description = "The Cloud SQL instance's sizing and protection (tier, edition, availability_type, disk_size_gb, deletion_protection, retain_backups_on_delete, retained_backups, transaction_log_retention_days) and connection_limit, the connections all function instances together may hold."
+  description = "The Cloud SQL instance: sizing and protection (tier, edition, availability_type, disk_size_gb, deletion_protection, retain_backups_on_delete, retained_backups, transaction_log_retention_days), unique_name (a random suffix, so a destroyed instance can be re-created at once), and its connections: max_connections (the tier's default) and reserved_connections (PostgreSQL's superuser reserve and the operator's sessions), whose difference bounds the functions of two revisions together."
   type = object({
     tier                           = string
     edition                        = string
@@ -32,8 +32,17 @@ variable "database" {
     retain_backups_on_delete       = bool
     retained_backups               = number
     transaction_log_retention_days = number
-    connection_limit               = number
+    unique_name                    = bool
+    max_connections                = number
+    reserved_connections           = number
   })
+
+  validation {
+    # Cloud SQL keeps superuser_reserved_connections = 3 that no Arus login can use; one more
+    # at least for the operator's `arus migrate` or `arus app-user`.
+    condition     = var.database.reserved_connections >= 4 && var.database.reserved_connections < var.database.max_connections
+    error_message = "reserved_connections must cover PostgreSQL's 3 superuser slots and an operator session (>= 4) and be below max_connections."
+  }
 }
 
 variable "source_archives" {
