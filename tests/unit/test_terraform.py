@@ -32,6 +32,14 @@ MODULES = ("cloud_sql", "functions", "pubsub", "secrets", "scheduler", "iam")
 STACK = "stack"  # the module that composes MODULES; each environment calls it once
 ENVIRONMENTS = ("dev", "prod")
 FUNCTIONS = {"post_entry", "query", "relay", "daily_close"}
+# SPEC §3.6: one database login per job (the `arus app-user --role` values), its group role
+# and the functions that connect as it.
+DB_ROLES = {
+    "api": ("arus_app", {"post_entry", "query"}),
+    "relay": ("arus_relay", {"relay"}),
+    "close": ("arus_close", {"daily_close"}),
+}
+LEGACY_APP_USER = "arus_app_user"  # the one user every function shared before; removed last
 PUBLIC_FUNCTIONS = {"post_entry", "query"}
 SCHEDULED_FUNCTIONS = {"relay", "daily_close"}
 
@@ -92,6 +100,7 @@ class Config:
     locals: dict[str, Any] = field(default_factory=dict)
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     terraform: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[dict[str, Any]] = field(default_factory=list)
     text: str = ""
 
     def resource(self, kind: str, name: str) -> dict[str, Any]:
@@ -135,7 +144,16 @@ def load(directory: Path) -> Config:
         for block in parsed.get("module", []):
             config.modules.update(block)
         config.terraform.extend(parsed.get("terraform", []))
+        config.removed.extend(parsed.get("removed", []))
     return config
+
+
+def tfvars(directory: Path) -> dict[str, Any]:
+    """The values Terraform loads by itself from `*.auto.tfvars` in a root module."""
+    values: dict[str, Any] = {}
+    for path in sorted(directory.glob("*.auto.tfvars")):
+        values.update(_parse(path))
+    return values
 
 
 REFERENCE = re.compile(r"(var|local)\.(\w+)((?:\.\w+)*)")
@@ -148,6 +166,7 @@ class Environment:
     name: str
     root: Config  # terraform/environments/<name>: locals, variables, outputs, providers
     stack: Config  # terraform/modules/stack: the six module calls, shared by every environment
+    values: dict[str, Any] = field(default_factory=dict)  # its *.auto.tfvars
 
     @property
     def call(self) -> dict[str, Any]:
@@ -188,7 +207,9 @@ class Environment:
             found = self._resolve(self.stack.locals[name], in_stack=True)
         elif kind == "var":
             assert name in self.root.variables, f"{self.name} has no variable {name}"
-            found = self.root.variables[name].get("default", f"${{var.{name}}}")
+            found = self.values.get(name, self.root.variables[name].get("default"))
+            if found is None:
+                found = f"${{var.{name}}}"
         else:
             assert name in self.root.locals, f"{self.name} has no local {name}"
             found = self._resolve(self.root.locals[name], in_stack=False)
@@ -249,7 +270,12 @@ def stack() -> Config:
 @pytest.fixture(scope="module")
 def environments(stack: Config) -> dict[str, Environment]:
     return {
-        name: Environment(name, load(TERRAFORM / "environments" / name), stack)
+        name: Environment(
+            name,
+            load(TERRAFORM / "environments" / name),
+            stack,
+            tfvars(TERRAFORM / "environments" / name),
+        )
         for name in ENVIRONMENTS
     }
 
@@ -281,7 +307,6 @@ def test_layout_is_six_modules_and_two_environments_that_compose_them(
         ("time_sleep", "iam_propagated"),
     }
     assert set(stack.data) == {("google_project", "this")}
-
     for required in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
         assert (TERRAFORM / "modules" / STACK / required).is_file(), (STACK, required)
     for name, env in environments.items():
@@ -333,7 +358,7 @@ def test_every_function_has_its_own_service_account(
         emails = env.modules["functions"]["service_account_emails"]
         assert emails == "${module.iam.function_service_account_emails}", name
         # Resource names (service accounts included) are per environment.
-        for module in ("secrets", "cloud_sql", "iam", "functions", "scheduler"):
+        for module in ("secrets", "db_login_secrets", "cloud_sql", "iam", "functions", "scheduler"):
             prefix = env.value(env.modules[module]["name_prefix"])
             assert prefix == f"arus-{name}", (name, module, prefix)
 
@@ -370,14 +395,17 @@ def test_project_wide_grants_are_narrowed_by_conditions(modules: dict[str, Confi
     assert 'startsWith("projects/_/buckets/gcf-v2-")' in storage
 
 
-def test_secret_accessor_is_granted_on_the_password_secret_only(
+def test_secret_accessor_is_granted_on_each_functions_own_secret_only(
     modules: dict[str, Config],
 ) -> None:
     iam = modules["iam"]
-    accessor = iam.resource("google_secret_manager_secret_iam_member", "db_password_accessor")
+    accessors = iam.resources_of("google_secret_manager_secret_iam_member")
+    assert set(accessors) == {"login_password_accessor"}, set(accessors)
+    accessor = accessors["login_password_accessor"]
     assert accessor["role"] == "roles/secretmanager.secretAccessor"
-    assert accessor["secret_id"] == "${var.db_password_secret_name}"
+    assert accessor["secret_id"] == "${var.function_db_password_secrets[each.key]}"
     assert accessor["for_each"] == "${google_service_account.function}"
+    assert accessor["member"] == "serviceAccount:${each.value.email}"
     for body in iam.resources_of("google_project_iam_member").values():
         assert "secretmanager" not in body["role"]
 
@@ -398,12 +426,16 @@ def test_only_the_relay_publishes_events(
 
 
 def _function_environment(functions: Config) -> dict[str, Any]:
-    service = service_config(functions)
-    variables = service["environment_variables"]
-    if isinstance(variables, str):
-        variables = functions.locals[local_name(variables)]
-    assert isinstance(variables, dict), variables
-    return variables
+    """A function's plain environment: the shared local, merged with what each function adds
+    (`merge(local.<name>, { KEY = expression, ... })`)."""
+    variables = service_config(functions)["environment_variables"]
+    merged = re.fullmatch(r"\$\{merge\(local\.(\w+), \{(.*)\}\)\}", variables, re.DOTALL)
+    assert merged, f"expected merge(local.<shared>, {{...}}), got {variables!r}"
+    shared = functions.locals[merged.group(1)]
+    assert isinstance(shared, dict), shared
+    added = dict(re.findall(r"(\w+) = ([^,]+)", merged.group(2)))
+    assert added and not set(added) & set(shared), (added, shared)
+    return {**shared, **{key: f"${{{value.strip()}}}" for key, value in added.items()}}
 
 
 def test_no_secret_in_plain_environment_variables(
@@ -438,8 +470,8 @@ def test_no_secret_in_plain_environment_variables(
     assert secret == {
         "key": "ARUS_DB_PASSWORD",
         "project_id": "${var.project_id}",
-        "secret": "${var.db_password_secret_id}",
-        "version": "${var.db_password_secret_version}",
+        "secret": "${var.db_logins[var.function_db_roles[each.key]].password_secret_id}",
+        "version": "${var.db_logins[var.function_db_roles[each.key]].password_secret_version}",
     }
 
 
@@ -837,45 +869,222 @@ def test_write_only_arguments_have_the_versions_they_need(everything: list[Confi
                     )  # fmt: skip
 
 
-def test_terraform_creates_both_database_users_and_functions_hold_only_the_apps(
-    modules: dict[str, Config], environments: dict[str, Environment]
-) -> None:
-    """Issue 11: the owner (migrations, administration) and the application's user, each with
-    its own generated password in its own secret; the functions connect as the application's
-    user and can read its secret only. (`arus app-user` strips what the Admin API adds to that
-    user: tests/integration/test_least_privilege.py.)"""
-    sql = modules["cloud_sql"]
-    app = sql.resource("google_sql_user", "app")
-    assert app["name"] == "${var.app_user_name}" and "password" not in app
-    assert app["password_wo"] == "${var.app_user_password}"
-    assert app["password_wo_version"] == "${var.app_user_password_version}"
-    assert app["count"] == "${var.app_user_via_api ? 1 : 0}"
-    assert sql.variables["app_user_password"]["ephemeral"] is True
-    assert sql.variables["app_user_name"]["default"] != sql.variables["user_name"]["default"]
-    secret_id = modules["secrets"].resource("google_secret_manager_secret", "db_password")
-    assert secret_id["secret_id"] == "${var.name_prefix}-${var.secret_name}"
-    for name, env in environments.items():
-        stack = env.modules
-        owner_secret = stack["secrets"].get("secret_name", "db-password")
-        assert owner_secret != stack["app_secrets"]["secret_name"], name
-        assert stack["app_secrets"]["source"] == stack["secrets"]["source"] == "../secrets"
-        assert stack["cloud_sql"]["app_user_password"] == "${module.app_secrets.password}"
-        assert stack["cloud_sql"]["app_user_password_version"] == (
-            "${module.app_secrets.password_version}"
-        )
-        functions = stack["functions"]
-        assert functions["db_user"] == "${module.cloud_sql.app_user_name}", name
-        assert functions["db_password_secret_id"] == "${module.app_secrets.secret_id}"
-        assert functions["db_password_secret_version"] == "${module.app_secrets.secret_version}"
-        assert stack["iam"]["db_password_secret_name"] == "${module.app_secrets.secret_name}"
-        # The owner's secret reaches no function and no grant.
-        assert "module.secrets." not in str(functions) + str(stack["iam"]), name
-
-
-# --- issue 16, item 7: the review against the google provider's source -------------------------
+# --- issue 16: one login per job (SPEC §3.6) ----------------------------------------------------
 
 
 RUNBOOK = REPO / "docs" / "runbook-cloud-run.md"
+
+
+def runbook_section(heading: str) -> str:
+    """The text of the runbook from `heading` to the next heading of the same or a higher level."""
+    text = RUNBOOK.read_text()
+    level = len(heading) - len(heading.lstrip("#"))
+    start = text.index(heading + "\n")
+    rest = text[start + len(heading) + 1 :]
+    following = re.search(rf"^#{{1,{level}}} ", rest, re.MULTILINE)
+    return heading + "\n" + (rest[: following.start()] if following else rest)
+
+
+def test_each_job_has_its_own_login_and_reads_only_its_own_secret(
+    modules: dict[str, Config], environments: dict[str, Environment]
+) -> None:
+    """Three roles, one login each; every function connects as its role's login (ARUS_DB_USER)
+    with that login's password, and its account may read that one secret."""
+    stack = next(iter(environments.values())).stack
+    logins = stack.locals["db_logins"]
+    assert set(logins) == set(DB_ROLES)
+    for role, (group, functions) in DB_ROLES.items():
+        assert logins[role]["group"] == group, role
+        assert set(logins[role]["functions"]) == functions, role
+    users = [login["user"] for login in logins.values()]
+    assert len(set(users)) == len(users), users
+    forbidden = {LEGACY_APP_USER, "arus", *(group for group, _ in DB_ROLES.values())}
+    assert not set(users) & forbidden, users  # a login is none of the old user, owner or groups
+    assert all(re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", user) for user in users), users
+    # The functions of the three roles are the four functions, each exactly once.
+    assigned = [f for login in logins.values() for f in login["functions"]]
+    assert sorted(assigned) == sorted(FUNCTIONS), assigned
+    assert "login.functions : name => role" in stack.locals["function_db_roles"]
+
+    # One secret per login, named after its role.
+    secrets = stack.modules["db_login_secrets"]
+    assert secrets["source"] == "../secrets"
+    assert secrets["for_each"] == "${local.db_logins}"
+    assert secrets["secret_name"] == "db-${each.key}-password"
+
+    # Each function's login and password come from its role's entry.
+    functions = modules["functions"]
+    plain = _function_environment(functions)
+    assert plain["ARUS_DB_USER"] == "${var.db_logins[var.function_db_roles[each.key]].user}"
+    assert "ARUS_DB_USER" not in functions.locals["environment_variables"]
+    secret = one(service_config(functions), "secret_environment_variables")
+    assert secret["secret"].startswith("${var.db_logins[var.function_db_roles[each.key]]")
+    for name, env in environments.items():
+        wired = env.modules["functions"]
+        assert wired["function_db_roles"] == "${local.function_db_roles}", name
+        flat = re.sub(r"\s+", " ", wired["db_logins"])
+        assert "for role, login in local.db_logins" in flat, name
+        assert "user = login.user" in flat, name
+        assert "password_secret_id = module.db_login_secrets[role].secret_id" in flat, name
+        assert "password_secret_version = module.db_login_secrets[role].served_version" in flat
+        # The function's account may read its own role's secret: same map, same module.
+        grants = re.sub(r"\s+", " ", env.modules["iam"]["function_db_password_secrets"])
+        assert "for name, role in local.function_db_roles" in grants, name
+        assert "module.db_login_secrets[role].secret_name" in grants, name
+        # The owner's secret reaches no function and no grant.
+        assert "module.secrets." not in str(wired) + str(env.modules["iam"]), name
+        assert "module.app_secrets" not in str(env.modules), name
+        assert set(env.root.outputs) >= {"database_logins", "database_owner"}, name
+        assert not {"database_user", "db_password_secret"} & set(env.root.outputs), name
+    output = re.sub(r"\s+", " ", stack.outputs["database_logins"]["value"])
+    assert "for role, login in local.db_logins" in output
+    assert "module.db_login_secrets[role].secret_name" in output
+
+
+def test_no_runtime_login_is_a_cloud_sql_user_and_the_old_shared_user_is_removed_last(
+    modules: dict[str, Config], environments: dict[str, Environment]
+) -> None:
+    """Issue 16, item 7: on PostgreSQL 16+ the owner cannot strip a user the Cloud SQL Admin
+    API made (REVOKE and ALTER ROLE need ADMIN OPTION), so Terraform makes no runtime user
+    there: the owner creates each login in SQL. The old API-made shared user is forgotten by
+    Terraform (never destroyed under a running function) and deleted last by the runbook."""
+    sql = modules["cloud_sql"]
+    versions = str(sql.variables["database_version"]["validation"])
+    admitted = set(re.findall(r"POSTGRES_(\d+)", versions))
+    assert admitted and all(int(v) >= 16 for v in admitted), admitted
+    users = sql.resources_of("google_sql_user")
+    assert set(users) == {"ledger"}, f"only the owner is a Cloud SQL user, not {set(users)}"
+    assert users["ledger"]["name"] == "${var.user_name}"
+    forgotten = {block["from"]: block for block in sql.removed}
+    assert set(forgotten) == {"${google_sql_user.app}"}, forgotten
+    assert one(forgotten["${google_sql_user.app}"], "lifecycle")["destroy"] is False
+    for name in ("app_user_name", "app_user_password", "app_user_via_api"):
+        assert name not in sql.variables, name
+    everything = "".join(p.read_text() for p in TERRAFORM.rglob("*.tf"))
+    assert "db_app_user_via_api" not in everything and "app_user_via_api" not in everything
+
+    # The old secret and its grants are forgotten too, not destroyed.
+    stack = next(iter(environments.values())).stack
+    assert [(b["from"], one(b, "lifecycle")["destroy"]) for b in stack.removed] == [
+        ("${module.app_secrets}", False)
+    ]
+    assert [(b["from"], one(b, "lifecycle")["destroy"]) for b in modules["iam"].removed] == [
+        ("${google_secret_manager_secret_iam_member.db_password_accessor}", False)
+    ]
+
+    # The runbook's upgrade: migrate, the secrets alone, each login made and stripped, then the
+    # functions moved, and only then the shared user deleted (by the Admin API).
+    upgrade = runbook_section("### Upgrading to one login per job")
+    steps = [
+        "arus migrate",
+        "terraform apply -target=module.arus.module.db_login_secrets",
+        "arus app-user arus_api_login --role api --password-env",
+        "arus app-user arus_relay_login --role relay --password-env",
+        "arus app-user arus_close_login --role close --password-env",
+        "Then `terraform apply`",
+        "pg_stat_activity",
+        f"gcloud sql users delete {LEGACY_APP_USER}",
+        "gcloud secrets delete arus-dev-db-app-password",
+    ]
+    where = [upgrade.find(step) for step in steps]
+    assert -1 not in where, [s for s, w in zip(steps, where, strict=True) if w == -1]
+    assert where == sorted(where), f"out of order: {list(zip(steps, where, strict=True))}"
+    for role, login in stack.locals["db_logins"].items():
+        assert f"arus app-user {login['user']} --role {role} --password-env" in upgrade, role
+        assert f"arus-dev-db-{role}-password" in upgrade, role
+
+
+def test_functions_read_a_new_login_password_only_once_the_database_has_it(
+    modules: dict[str, Config], environments: dict[str, Environment]
+) -> None:
+    """Issue 16, item 7: the application user's name was output without a reference to its
+    user resource, so the functions could move to a new secret version before the password
+    changed. Now a login's password is set in SQL by the owner, so its functions read version
+    `served`, which the operator raises only after `arus app-user` has set `generated`."""
+    secrets = modules["secrets"]
+    served = secrets.variables["served_version"]
+    assert served["default"] is None
+    rule = str(served["validation"])
+    assert "var.password_version - 1" in rule and "<= var.password_version" in rule
+    output = secrets.outputs["served_version"]["value"]
+    # Both branches depend on the version resource, so no reader precedes the version.
+    assert output.count("google_secret_manager_secret_version.db_password.version") == 1
+    assert "tostring(var.served_version)" in output
+    assert "var.served_version == var.password_version" in output
+    version = secrets.resource("google_secret_manager_secret_version", "db_password")
+    # A login's previous version stays readable while its functions still read it.
+    assert version["deletion_policy"] == '${var.served_version == null ? "DISABLE" : "ABANDON"}'
+    lifecycle = one(version, "lifecycle")
+    assert lifecycle["create_before_destroy"] is True
+    postcondition = one(lifecycle, "postcondition")["condition"]
+    assert "self.version == tostring(var.password_version)" in postcondition
+
+    stack = next(iter(environments.values())).stack
+    call = stack.modules["db_login_secrets"]
+    assert call["password_version"] == "${var.db_login_password_versions[each.key].generated}"
+    assert call["served_version"] == "${var.db_login_password_versions[each.key].served}"
+    assert "served_version" not in stack.modules["secrets"], "the owner's user moves with it"
+    versions = stack.variables["db_login_password_versions"]
+    assert "versions.served <= versions.generated" in str(versions["validation"])
+    assert "versions.generated - 1" in str(versions["validation"])
+    flat = re.sub(r"\s+", " ", stack.modules["functions"]["db_logins"])
+    assert "module.db_login_secrets[role].served_version" in flat
+    assert "module.db_login_secrets[role].secret_version" not in flat
+
+
+def test_the_owner_user_takes_its_password_only_after_the_secret_holds_it(
+    modules: dict[str, Config], environments: dict[str, Environment]
+) -> None:
+    """Issue 16, item 7: a failed apply between the secret and the user leaves them apart. The
+    user's password version is read from the stored secret version, so the only possible split
+    is the secret ahead of the user, and the runbook says how to recover from it."""
+    secrets = modules["secrets"]
+    assert secrets.outputs["password_version"]["value"] == (
+        "${google_secret_manager_secret_version.db_password.secret_data_wo_version}"
+    )
+    for name, env in environments.items():
+        sql = env.modules["cloud_sql"]
+        assert sql["user_password_version"] == "${module.secrets.password_version}", name
+        assert sql["user_password"] == "${module.secrets.password}", name
+    user = modules["cloud_sql"].resource("google_sql_user", "ledger")
+    assert user["password_wo_version"] == "${var.user_password_version}"
+
+    rotation = runbook_section("## 7. Rotate a database password")
+    recovery = rotation[rotation.index("**If an owner rotation fails between the secret and") :]
+    assert "Do not simply re-run `terraform apply`" in recovery
+    assert "Raise `db_owner_password_version` once more" in recovery
+    assert "gcloud sql users set-password arus" in recovery
+    # A login's rotation: each step's failure has its recovery.
+    assert "If a step fails: after 1" in rotation and "After 3" in rotation
+
+
+def test_password_versions_are_kept_in_committed_tfvars_not_passed_with_var(
+    environments: dict[str, Environment],
+) -> None:
+    """Issue 16, item 7: a rotation passed with -var is undone by the next apply without it."""
+    for name, env in environments.items():
+        directory = TERRAFORM / "environments" / name
+        path = directory / "password_versions.auto.tfvars"
+        assert path.is_file(), path
+        ignored = subprocess.run(
+            ["git", "check-ignore", "-q", str(path)], cwd=REPO, check=False, capture_output=True
+        )
+        assert ignored.returncode == 1, f"{path} is git-ignored: it must be committed"
+        for variable in ("db_owner_password_version", "db_login_password_versions"):
+            # No default to fall back on: the committed file is the only source.
+            assert "default" not in env.root.variables[variable], (name, variable)
+            assert variable in env.values, (name, variable)
+            assert env.call[variable] == f"${{var.{variable}}}", (name, variable)
+        assert isinstance(env.values["db_owner_password_version"], int), name
+        versions = env.values["db_login_password_versions"]
+        assert set(versions) == set(DB_ROLES), name
+        for role, pair in versions.items():
+            assert set(pair) == {"generated", "served"}, (name, role)
+            assert pair["generated"] - 1 <= pair["served"] <= pair["generated"], (name, role)
+        assert not list(directory.glob("*.tfvars.json")), name
+    text = RUNBOOK.read_text()
+    assert not re.search(r"-var[ =]+\S*(password|_version)", text), "rotate in the tfvars file"
+    assert "password_versions.auto.tfvars" in runbook_section("## 7. Rotate a database password")
 
 
 def test_functions_wait_for_the_apis_and_for_iam_to_propagate(

@@ -34,14 +34,13 @@ locals {
 module "arus" {
   source = "../../modules/stack"
 
-  project_id              = var.project_id
-  region                  = var.region
-  database_version        = var.database_version
-  source_archives         = var.source_archives
-  db_password_version     = var.db_password_version
-  db_app_password_version = var.db_app_password_version
-  db_app_user_via_api     = var.db_app_user_via_api
-  scheduler_paused        = var.scheduler_paused
+  project_id                 = var.project_id
+  region                     = var.region
+  database_version           = var.database_version
+  source_archives            = var.source_archives
+  db_owner_password_version  = var.db_owner_password_version
+  db_login_password_versions = var.db_login_password_versions
+  scheduler_paused           = var.scheduler_paused
 
   environment             = local.environment
   database                = local.database

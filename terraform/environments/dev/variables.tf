@@ -26,22 +26,20 @@ variable "source_archives" {
   }
 }
 
-variable "db_password_version" {
-  description = "Increase it to rotate the database password (docs/runbook-cloud-run.md, \"Rotate the database password\")."
+# The password versions have no default: they live in password_versions.auto.tfvars, committed,
+# so a rotation is a reviewed change that every later apply keeps (one passed with -var would
+# be undone by the next apply without it).
+variable "db_owner_password_version" {
+  description = "The owner's password version; raise it in password_versions.auto.tfvars to rotate that password (docs/runbook-cloud-run.md, \"Rotate a database password\")."
   type        = number
-  default     = 1
 }
 
-variable "db_app_password_version" {
-  description = "Increase it to rotate the application user's password (docs/runbook-cloud-run.md, \"Rotate the database password\")."
-  type        = number
-  default     = 1
-}
-
-variable "db_app_user_via_api" {
-  description = "Create the application's user through the Cloud SQL Admin API; false if `arus app-user` cannot strip cloudsqlsuperuser from it (docs/runbook-cloud-run.md)."
-  type        = bool
-  default     = true
+variable "db_login_password_versions" {
+  description = "Map of role (api, relay, close) to { generated, served }, its login's password versions, in password_versions.auto.tfvars (docs/runbook-cloud-run.md, \"Rotate a database password\")."
+  type = map(object({
+    generated = number
+    served    = number
+  }))
 }
 
 variable "scheduler_paused" {

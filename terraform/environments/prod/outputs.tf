@@ -8,19 +8,19 @@ output "cloudsql_connection_name" {
   value       = module.arus.cloudsql_connection_name
 }
 
+output "cloudsql_instance_name" {
+  description = "Name of the Cloud SQL instance (gcloud sql ... --instance); dev's carries a random suffix."
+  value       = module.arus.cloudsql_instance_name
+}
+
 output "database_name" {
   description = "Ledger database name (ARUS_DB_NAME)."
   value       = module.arus.database_name
 }
 
-output "database_user" {
-  description = "The application's PostgreSQL user (ARUS_DB_USER of the functions; member of arus_app only)."
-  value       = module.arus.database_user
-}
-
-output "db_password_secret" {
-  description = "Full name of the secret holding the application user's password (never the password itself)."
-  value       = module.arus.db_password_secret
+output "database_logins" {
+  description = "Map of role (api, relay, close) to its login: user, group, functions, password_secret (never the password) and served_version; the owner creates each with `arus app-user <user> --role <role> --password-env VAR`."
+  value       = module.arus.database_logins
 }
 
 output "database_owner" {

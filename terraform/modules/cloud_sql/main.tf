@@ -149,6 +149,9 @@ resource "google_sql_database" "ledger" {
   deletion_policy = "ABANDON"
 }
 
+# The owner: migrations, `arus app-user`, ledgers and keys; never a function. Its password_wo_version
+# is read from the stored secret version, so the password reaches the user only after the secret
+# holds it (a failed run can leave the secret ahead of the user, never the user ahead of it).
 resource "google_sql_user" "ledger" {
   project  = var.project_id
   instance = google_sql_database_instance.ledger.name
@@ -162,18 +165,20 @@ resource "google_sql_user" "ledger" {
   deletion_policy = "ABANDON"
 }
 
-# The application's user (functions, relay, close). The Admin API makes every user it creates a
-# member of cloudsqlsuperuser with CREATEDB and CREATEROLE; `arus app-user` (run by the owner
-# with the migrations, docs/runbook-cloud-run.md) takes that away and makes it a member of
-# arus_app only, or fails naming what it could not take away. With app_user_via_api = false the
-# user is not created here: the owner creates it in SQL with `arus app-user --password-env`.
-resource "google_sql_user" "app" {
-  count = var.app_user_via_api ? 1 : 0
+# The runtime logins (api, relay, close: SPEC §3.6) are not Cloud SQL users. On PostgreSQL 16
+# and later (every version var.database_version admits) a user the Admin API creates is a member
+# of cloudsqlsuperuser that the owner cannot strip: revoking a membership, or altering a role
+# at all, needs ADMIN OPTION on it, which the API's own administrator holds and the owner does
+# not. So the owner creates each login in SQL, stripped from the start, with `arus app-user NAME
+# --role R --password-env VAR` and the password from that login's secret (runbook, step 4).
+#
+# Deployments made before one login per job had the application's user here, made through the
+# Admin API: forget it without touching the database (its deletion_policy was ABANDON anyway);
+# the runbook's upgrade deletes it with `gcloud sql users delete` once no function uses it.
+removed {
+  from = google_sql_user.app
 
-  project             = var.project_id
-  instance            = google_sql_database_instance.ledger.name
-  name                = var.app_user_name
-  password_wo         = var.app_user_password
-  password_wo_version = var.app_user_password_version
-  deletion_policy     = "ABANDON"
+  lifecycle {
+    destroy = false
+  }
 }

@@ -14,11 +14,6 @@ output "database_name" {
 }
 
 output "user_name" {
-  description = "PostgreSQL user the functions connect as (ARUS_DB_USER)."
+  description = "The PostgreSQL user that owns the schema (migrations and administration); no function connects as it."
   value       = google_sql_user.ledger.name
-}
-
-output "app_user_name" {
-  description = "The application's PostgreSQL user (ARUS_DB_USER of every function)."
-  value       = var.app_user_name
 }

@@ -14,7 +14,7 @@ variable "name_prefix" {
 }
 
 variable "database_version" {
-  description = "PostgreSQL major version of the instance."
+  description = "PostgreSQL major version of the instance: 16 or later, where the owner cannot strip a user the Cloud SQL Admin API made (hence no runtime user is made here)."
   type        = string
   default     = "POSTGRES_17"
 
@@ -122,30 +122,6 @@ variable "user_password" {
 variable "user_password_version" {
   description = "Version of the password; password_wo is sent again when it changes (rotation)."
   type        = number
-}
-
-variable "app_user_name" {
-  description = "PostgreSQL user the functions connect as (ARUS_DB_USER): a member of arus_app only, once `arus app-user` has run."
-  type        = string
-  default     = "arus_app_user"
-}
-
-variable "app_user_password" {
-  description = "Password of the application's user, from its secrets module. Ephemeral: it reaches only the write-only password_wo."
-  type        = string
-  sensitive   = true
-  ephemeral   = true
-}
-
-variable "app_user_password_version" {
-  description = "Version of the application user's password; password_wo is sent again when it changes."
-  type        = number
-}
-
-variable "app_user_via_api" {
-  description = "Create the application's user through the Cloud SQL Admin API (then stripped to arus_app by `arus app-user`); false: the owner creates it in SQL."
-  type        = bool
-  default     = true
 }
 
 variable "unique_name" {

@@ -1,5 +1,5 @@
 terraform {
-  required_version = ">= 1.11" # write-only arguments
+  required_version = ">= 1.11" # write-only arguments, removed blocks
 
   required_providers {
     google = {

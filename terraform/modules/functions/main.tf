@@ -46,10 +46,10 @@ locals {
     for name in keys(local.functions) : var.max_instance_count[name] * local.connections_per_instance
   ])
 
+  # Shared by every function; each adds its own login (ARUS_DB_USER) below.
   environment_variables = {
     ARUS_CLOUDSQL_INSTANCE   = var.cloudsql_connection_name
     ARUS_DB_NAME             = var.db_name
-    ARUS_DB_USER             = var.db_user
     ARUS_DB_IP_TYPE          = var.db_ip_type
     ARUS_DB_POOL_SIZE        = tostring(var.db_pool_size)
     ARUS_DB_MAX_OVERFLOW     = tostring(var.db_max_overflow)
@@ -180,15 +180,18 @@ resource "google_cloudfunctions2_function" "function" {
     ingress_settings                 = each.value.ingress
     all_traffic_on_latest_revision   = true
 
-    environment_variables = local.environment_variables
+    # One login per job (SPEC §3.6): the function connects as its role's login ...
+    environment_variables = merge(local.environment_variables, {
+      ARUS_DB_USER = var.db_logins[var.function_db_roles[each.key]].user
+    })
 
-    # The password reaches the process as ARUS_DB_PASSWORD from Secret Manager, pinned to a
-    # version number so that a rotation rolls out as a new revision.
+    # ... with that login's password, and no other, as ARUS_DB_PASSWORD from Secret Manager,
+    # pinned to a version number so that a rotation rolls out as a new revision.
     secret_environment_variables {
       key        = "ARUS_DB_PASSWORD"
       project_id = var.project_id
-      secret     = var.db_password_secret_id
-      version    = var.db_password_secret_version
+      secret     = var.db_logins[var.function_db_roles[each.key]].password_secret_id
+      version    = var.db_logins[var.function_db_roles[each.key]].password_secret_version
     }
   }
 

@@ -94,9 +94,32 @@ variable "db_name" {
   type        = string
 }
 
-variable "db_user" {
-  description = "PostgreSQL user (ARUS_DB_USER)."
-  type        = string
+variable "db_logins" {
+  description = "Map of database role (api, relay, close) to its login: user (ARUS_DB_USER), password_secret_id (the short name of its password secret) and password_secret_version (the version its functions read, a number so that a rotation rolls a new revision)."
+  type = map(object({
+    user                    = string
+    password_secret_id      = string
+    password_secret_version = string
+  }))
+
+  validation {
+    condition     = length(distinct([for login in values(var.db_logins) : login.user])) == length(var.db_logins)
+    error_message = "Every role needs its own login: db_logins must not repeat a user."
+  }
+}
+
+variable "function_db_roles" {
+  description = "Map of function name to the database role it connects as (a key of db_logins)."
+  type        = map(string)
+
+  validation {
+    condition = (
+      length(var.function_db_roles) == 4 &&
+      length(setsubtract(["post_entry", "query", "relay", "daily_close"], keys(var.function_db_roles))) == 0 &&
+      length(setsubtract(values(var.function_db_roles), keys(var.db_logins))) == 0
+    )
+    error_message = "function_db_roles maps exactly post_entry, query, relay and daily_close, each to a role of db_logins."
+  }
 }
 
 variable "db_ip_type" {
@@ -125,16 +148,6 @@ variable "db_max_overflow" {
 variable "db_connection_limit" {
   description = "Connections all function instances of two revisions together may hold (a deploy runs the old and the new one side by side): the tier's max_connections less what PostgreSQL reserves and operators need. Checked at plan time."
   type        = number
-}
-
-variable "db_password_secret_id" {
-  description = "Short name of the Secret Manager secret holding the database password."
-  type        = string
-}
-
-variable "db_password_secret_version" {
-  description = "Version of that secret the functions read, pinned (a number) so a rotation rolls a new revision."
-  type        = string
 }
 
 variable "events_topic_id" {

@@ -4,7 +4,7 @@
 # | who               | role                              | on                                    |
 # |-------------------|-----------------------------------|---------------------------------------|
 # | each function     | roles/cloudsql.client             | the ledger instance only (condition)  |
-# | each function     | roles/secretmanager.secretAccessor| the DB password secret only           |
+# | each function     | roles/secretmanager.secretAccessor| its own login's password secret only  |
 # | relay             | roles/pubsub.publisher            | the events topic only                 |
 # | build             | roles/logging.logWriter           | project (build logs)                  |
 # | build             | roles/storage.objectAdmin         | gcf-v2-* buckets only (condition)     |
@@ -56,13 +56,27 @@ resource "google_project_iam_member" "cloudsql_client" {
   }
 }
 
-resource "google_secret_manager_secret_iam_member" "db_password_accessor" {
+# One login per job (SPEC §3.6): each function may read its own role's password secret and no
+# other, so a function can connect only as its own login.
+resource "google_secret_manager_secret_iam_member" "login_password_accessor" {
   for_each = google_service_account.function
 
   project   = var.project_id
-  secret_id = var.db_password_secret_name
+  secret_id = var.function_db_password_secrets[each.key]
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${each.value.email}"
+}
+
+# Deployments made before one login per job granted every function the shared application
+# user's secret at this address. Forget those grants instead of revoking them, so a revision
+# still running on that secret can start instances while the functions move; they go with the
+# secret itself, deleted last (docs/runbook-cloud-run.md, "Upgrading to one login per job").
+removed {
+  from = google_secret_manager_secret_iam_member.db_password_accessor
+
+  lifecycle {
+    destroy = false
+  }
 }
 
 resource "google_pubsub_topic_iam_member" "events_publisher" {

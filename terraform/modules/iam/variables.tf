@@ -34,9 +34,17 @@ variable "sql_instance_name" {
   type        = string
 }
 
-variable "db_password_secret_name" {
-  description = "Full resource name of the database password secret; each function may read that secret and no other."
-  type        = string
+variable "function_db_password_secrets" {
+  description = "Map of function name to the full resource name of its role's password secret; each function may read that secret and no other."
+  type        = map(string)
+
+  validation {
+    condition = (
+      length(var.function_db_password_secrets) == length(var.function_names) &&
+      length(setsubtract(var.function_names, keys(var.function_db_password_secrets))) == 0
+    )
+    error_message = "function_db_password_secrets needs exactly one secret per function of function_names."
+  }
 }
 
 variable "events_topic_id" {

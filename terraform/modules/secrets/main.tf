@@ -1,15 +1,22 @@
-# One database user's password: generated here and stored once in Secret Manager. The stack
-# uses this module twice: the owner's password (migrations and administration, read by the
-# operator) and the application user's (read by the functions only through
-# `secret_environment_variables`, never a plain environment variable).
+# One database user's password: generated here and stored in Secret Manager. The stack uses this
+# module for the owner (migrations and administration, read by the operator) and once per
+# runtime login (api, relay, close: SPEC §3.6), each read only by its own functions, through
+# `secret_environment_variables`, never a plain environment variable.
 #
 # The password is ephemeral (Terraform >= 1.11): generated during the run and written only
-# through write-only arguments (the secret version's secret_data_wo here, the Cloud SQL user's
-# password_wo), so it is in neither the plan nor the state.
+# through write-only arguments (the secret version's secret_data_wo here, the owner's Cloud SQL
+# user's password_wo), so it is in neither the plan nor the state. A new value is generated in
+# every run; only a resource whose *_wo_version changed in that run receives it.
 #
-# Rotation: increase var.password_version. Terraform then generates a new password, adds a new
-# secret version (the new one exists before the old one is disabled), sends the new password
-# to the Cloud SQL user, and the functions roll to a new revision pinned to the new version.
+# Rotation: raise var.password_version (in the environment's password_versions.auto.tfvars,
+# never with -var: the next apply without it would undo it). Terraform adds a new secret version.
+# - The owner (served_version = null): its Cloud SQL user receives the same password in the same
+#   run, strictly after the secret version is stored (output password_version is read from that
+#   version), and the replaced version is disabled.
+# - A login (served_version set): the owner sets the password in the database with `arus
+#   app-user NAME --role R --password-env VAR`, outside Terraform, so its functions stay pinned to
+#   served_version, and the replaced version stays enabled (abandoned, not disabled), until
+#   served_version is raised to match (docs/runbook-cloud-run.md, "Rotate a database password").
 
 ephemeral "random_password" "db" {
   length  = 32
@@ -42,10 +49,20 @@ resource "google_secret_manager_secret_version" "db_password" {
   secret_data_wo         = ephemeral.random_password.db.result
   secret_data_wo_version = var.password_version
 
-  # A rotated-out version is disabled, not destroyed: it can be re-enabled during an incident.
-  deletion_policy = "DISABLE"
+  # A replaced version is never destroyed. The owner's is disabled (its user has the new
+  # password once this run ends; `gcloud secrets versions enable` brings it back during an
+  # incident); a login's is left enabled, because its functions read it until served_version
+  # moves on.
+  deletion_policy = var.served_version == null ? "DISABLE" : "ABANDON"
 
   lifecycle {
     create_before_destroy = true
+
+    # A login's functions are pinned by number (served_version): that number must be the
+    # password_version that generated it, which holds while only Terraform adds versions.
+    postcondition {
+      condition     = var.served_version == null ? true : self.version == tostring(var.password_version)
+      error_message = "The newest version of ${google_secret_manager_secret.db_password.secret_id} is not number ${var.password_version} (password_version): a version was added outside Terraform, so served_version would name the wrong password. Raise password_version to the secret's newest version number plus one."
+    }
   }
 }

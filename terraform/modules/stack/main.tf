@@ -7,6 +7,22 @@ locals {
 
   function_names = ["post_entry", "query", "relay", "daily_close"]
 
+  # One database login per job (SPEC §3.6). Each role's functions connect as its login
+  # (ARUS_DB_USER) and can read its password secret and no other. The logins are not Cloud SQL
+  # users: the owner creates each in SQL, a member of its group role only, with
+  # `arus app-user USER --role ROLE --password-env VAR` and the password from its secret
+  # (docs/runbook-cloud-run.md, step 4).
+  db_logins = {
+    api   = { user = "arus_api_login", group = "arus_app", functions = ["post_entry", "query"] }
+    relay = { user = "arus_relay_login", group = "arus_relay", functions = ["relay"] }
+    close = { user = "arus_close_login", group = "arus_close", functions = ["daily_close"] }
+  }
+
+  # Function name -> its role: the same facts as db_logins, read the other way.
+  function_db_roles = merge([
+    for role, login in local.db_logins : { for name in login.functions : name => role }
+  ]...)
+
   # Every API the stack uses. Service Usage and Resource Manager must already be on to enable
   # these (the runbook's first step turns those two on).
   services = toset([
@@ -51,6 +67,7 @@ data "google_project" "this" {
   project_id = var.project_id
 }
 
+# The owner's password: migrations and administration, read by the operator, never a function.
 module "secrets" {
   source     = "../secrets"
   depends_on = [time_sleep.apis_enabled]
@@ -58,19 +75,35 @@ module "secrets" {
   project_id       = var.project_id
   region           = var.region
   name_prefix      = local.name_prefix
-  password_version = var.db_password_version
+  password_version = var.db_owner_password_version
 }
 
-# The application user's password: the only database secret the functions can read.
-module "app_secrets" {
+# Each login's password, in its own secret (arus-<env>-db-<role>-password). Its functions read
+# version `served`, which moves to `generated` only once the owner has set the new password in
+# the database (docs/runbook-cloud-run.md, "Rotate a database password").
+module "db_login_secrets" {
   source     = "../secrets"
+  for_each   = local.db_logins
   depends_on = [time_sleep.apis_enabled]
 
   project_id       = var.project_id
   region           = var.region
   name_prefix      = local.name_prefix
-  secret_name      = "db-app-password"
-  password_version = var.db_app_password_version
+  secret_name      = "db-${each.key}-password"
+  password_version = var.db_login_password_versions[each.key].generated
+  served_version   = var.db_login_password_versions[each.key].served
+}
+
+# Deployments made before one login per job kept the single application user's password here.
+# Forget that secret without deleting it: revisions still reading it may start instances while
+# the functions move to their logins; the runbook deletes it after the shared user
+# ("Upgrading to one login per job").
+removed {
+  from = module.app_secrets
+
+  lifecycle {
+    destroy = false
+  }
 }
 
 module "cloud_sql" {
@@ -91,9 +124,6 @@ module "cloud_sql" {
   transaction_log_retention_days = var.database.transaction_log_retention_days
   user_password                  = module.secrets.password
   user_password_version          = module.secrets.password_version
-  app_user_password              = module.app_secrets.password
-  app_user_password_version      = module.app_secrets.password_version
-  app_user_via_api               = var.db_app_user_via_api
   retain_backups_on_delete       = var.database.retain_backups_on_delete
   labels                         = local.labels
 }
@@ -114,13 +144,15 @@ module "iam" {
   source     = "../iam"
   depends_on = [time_sleep.apis_enabled]
 
-  project_id              = var.project_id
-  name_prefix             = local.name_prefix
-  function_names          = local.function_names
-  publisher_functions     = ["relay"]
-  sql_instance_name       = module.cloud_sql.instance_name
-  db_password_secret_name = module.app_secrets.secret_name
-  events_topic_id         = module.pubsub.topic_id
+  project_id          = var.project_id
+  name_prefix         = local.name_prefix
+  function_names      = local.function_names
+  publisher_functions = ["relay"]
+  sql_instance_name   = module.cloud_sql.instance_name
+  function_db_password_secrets = {
+    for name, role in local.function_db_roles : name => module.db_login_secrets[role].secret_name
+  }
+  events_topic_id = module.pubsub.topic_id
 }
 
 # The functions' accounts must hold their grants (Cloud SQL client, their secret, the topic)
@@ -149,17 +181,22 @@ module "functions" {
   max_instance_count          = var.max_instance_count
   cloudsql_connection_name    = module.cloud_sql.connection_name
   db_name                     = module.cloud_sql.database_name
-  db_user                     = module.cloud_sql.app_user_name
   db_ip_type                  = "public"
   db_pool_size                = var.db_pool_size
   db_max_overflow             = var.db_max_overflow
   db_connection_limit         = var.database.max_connections - var.database.reserved_connections
-  db_password_secret_id       = module.app_secrets.secret_id
-  db_password_secret_version  = module.app_secrets.secret_version
-  events_topic_id             = module.pubsub.topic_id
-  force_destroy_sources       = var.force_destroy_sources
+  db_logins = {
+    for role, login in local.db_logins : role => {
+      user                    = login.user
+      password_secret_id      = module.db_login_secrets[role].secret_id
+      password_secret_version = module.db_login_secrets[role].served_version
+    }
+  }
+  function_db_roles     = local.function_db_roles
+  events_topic_id       = module.pubsub.topic_id
+  force_destroy_sources = var.force_destroy_sources
 
-  # A function must not start before its account can reach the database, the secret and the
+  # A function must not start before its account can reach the database, its secret and the
   # topic, nor build before the build account has its grants.
   depends_on = [time_sleep.iam_propagated, time_sleep.apis_enabled]
 }

@@ -11,19 +11,27 @@ output "cloudsql_connection_name" {
   value       = module.cloud_sql.connection_name
 }
 
+output "cloudsql_instance_name" {
+  description = "Name of the Cloud SQL instance (gcloud sql ... --instance); dev's carries a random suffix."
+  value       = module.cloud_sql.instance_name
+}
+
 output "database_name" {
   description = "Ledger database name (ARUS_DB_NAME)."
   value       = module.cloud_sql.database_name
 }
 
-output "database_user" {
-  description = "The application's PostgreSQL user (ARUS_DB_USER of the functions; member of arus_app only)."
-  value       = module.cloud_sql.app_user_name
-}
-
-output "db_password_secret" {
-  description = "Full name of the secret holding the application user's password, the functions' only database secret (never the password itself)."
-  value       = module.app_secrets.secret_name
+output "database_logins" {
+  description = "Map of role (api, relay, close) to its login: user (ARUS_DB_USER of its functions), group (the NOLOGIN role it is a member of), functions, password_secret (full name of its password secret, never the password) and served_version (the secret version its functions read). The owner creates each with `arus app-user <user> --role <role> --password-env VAR`."
+  value = {
+    for role, login in local.db_logins : role => {
+      user            = login.user
+      group           = login.group
+      functions       = login.functions
+      password_secret = module.db_login_secrets[role].secret_name
+      served_version  = module.db_login_secrets[role].served_version
+    }
+  }
 }
 
 output "database_owner" {

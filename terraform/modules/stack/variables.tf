@@ -80,19 +80,30 @@ variable "force_destroy_sources" {
   type        = bool
 }
 
-variable "db_password_version" {
-  description = "Increase it to rotate the database password (docs/runbook-cloud-run.md, \"Rotate the database password\")."
+variable "db_owner_password_version" {
+  description = "The owner's password version; raising it rotates that password (docs/runbook-cloud-run.md, \"Rotate a database password\"). Kept in the environment's password_versions.auto.tfvars."
   type        = number
 }
 
-variable "db_app_password_version" {
-  description = "Increase it to rotate the application user's password (docs/runbook-cloud-run.md, \"Rotate the database password\")."
-  type        = number
-}
+variable "db_login_password_versions" {
+  description = "Map of role (api, relay, close) to its login's password versions: generated (raising it adds a new password to the login's secret) and served (the version the role's functions read: raise it to generated once `arus app-user` has set that password in the database). Kept in the environment's password_versions.auto.tfvars."
+  type = map(object({
+    generated = number
+    served    = number
+  }))
 
-variable "db_app_user_via_api" {
-  description = "Create the application's user through the Cloud SQL Admin API (default); false if `arus app-user` cannot strip cloudsqlsuperuser from it, and the owner creates it in SQL instead."
-  type        = bool
+  validation {
+    condition     = length(var.db_login_password_versions) == 3 && length(setsubtract(["api", "relay", "close"], keys(var.db_login_password_versions))) == 0
+    error_message = "db_login_password_versions needs exactly api, relay and close."
+  }
+
+  validation {
+    condition = alltrue([
+      for versions in values(var.db_login_password_versions) :
+      versions.served <= versions.generated && versions.served >= max(1, versions.generated - 1)
+    ])
+    error_message = "served is generated, or generated - 1 while the new password is not yet set in the database."
+  }
 }
 
 variable "scheduler_paused" {
