@@ -82,8 +82,9 @@ def test_the_application_role_is_a_plain_login_that_owns_nothing(app_engine):
 
 
 def test_the_application_role_runs_the_ledger(app_engine, ledger):
-    """And what it may do, it does through the engine: post, read, relay, close, verify run as
-    this role across the whole suite; here one call as a witness."""
+    """And what it may do, it does through the engine: post, read and verify run as this role
+    across the whole suite (the relay and the close as their own, test_definer_boundary.py);
+    here one call as a witness."""
     from arus.ledger import gateway
     from arus.ledger.commands import parse_new_entry
 
