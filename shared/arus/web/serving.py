@@ -23,8 +23,10 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.workers.base import Worker
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import BaseWSGIServer, create_server
 from waitress.task import ErrorTask
+from waitress.utilities import RequestEntityTooLarge
 
 from arus.errors import PayloadTooLarge, refusal
 from arus.web.bodies import JSON_MIMETYPE
@@ -57,12 +59,46 @@ class _RefusalTask(ErrorTask):  # type: ignore[misc]
         self.write(body)
 
 
+class _Parser(HTTPRequestParser):  # type: ignore[misc]
+    """waitress's request parser, with the two refusals HTTP/1.1 framing needs that waitress
+    (3.0.2) lacks. Each ends the request as an error, which answers it and closes the
+    connection (_RefusalTask), so no byte after it is read as a request.
+
+    - Content-Length with Transfer-Encoding is 400 (RFC 9112 §6.3): waitress would frame the
+      body as chunked and serve what follows it on the connection, a request smuggled past a
+      proxy that framed by Content-Length.
+    - A chunk whose size line alone takes the body past the bound is 413 at that line: waitress
+      would wait for and spool the chunk's bytes up to the bound first (a 30-hex-digit size
+      has no end).
+    """
+
+    completed: bool  # waitress's own flag: the request is read, or refused
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        # From the header block as sent: waitress drops Transfer-Encoding once it has read it,
+        # even an empty one. Every header line follows a CRLF (the request line comes first).
+        transfer_encoded = b"\r\ntransfer-encoding:" in header_plus.lower()
+        if transfer_encoded and "CONTENT_LENGTH" in self.headers:
+            raise ParsingError("a request may not have both Content-Length and Transfer-Encoding")
+
+    def received(self, data: bytes) -> int:
+        consumed = int(super().received(data))
+        if self.chunked and not self.completed:
+            promised = self.body_bytes_received + self.body_rcv.chunk_remainder
+            if promised >= self.adj.max_request_body_size:
+                self.error = RequestEntityTooLarge("a chunk takes the body past the size limit")
+                self.completed = True
+        return consumed
+
+
 class _Channel(HTTPChannel):  # type: ignore[misc]
     """waitress's connection, with a lingering close after a refusal (what nginx does): a client
     still sending the body it was refused would otherwise have its unread bytes make the
     kernel reset the connection, and the reset destroys the 413 before the client reads it.
     So: half-close, then read and drop what still comes, until the client closes or LINGER_S."""
 
+    parser_class = _Parser
     error_task_class = _RefusalTask
     linger_after_close = False
     draining = False  # the server is stopping: read no further request on this connection
