@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -146,3 +147,46 @@ def test_daily_close_function_closes_every_ledger(books, database_url, engine):
     for bad in (5, None, "9999-12-31", "2024-W01-1", "20240101", "2024-02-30"):
         response = client.post("/", json={"date": bad})
         assert response.status_code == 422, (bad, response.get_json())
+
+
+def test_the_close_waits_for_an_entry_stamped_before_midnight_whose_writer_is_still_open(
+    engine, aged_books
+):
+    """However long an entry's transaction stays open, the close sees it: the engine stamps
+    created_at while it holds the ledger row, and the close waits for that row's holder. Here
+    a writer stamps an entry of the closed day and keeps its transaction open."""
+    import threading
+
+    lines = json.dumps([
+        {"account_code": "cash", "direction": "debit", "amount": 5},
+        {"account_code": "equity", "direction": "credit", "amount": 5},
+    ])  # fmt: skip
+    with engine.connect() as writer:
+        tx = writer.begin()
+        writer.execute(
+            sa.text("SELECT arus_post_entry(:key_id, :secret_hash, 'late', 'f', 'late', "
+                    "CAST(:day AS date), NULL, CAST(:lines AS jsonb), false, NULL)"),
+            {**aged_books.credentials.as_params(), "lines": lines, "day": TODAY},
+        )  # fmt: skip
+        writer.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        for table in ("entries", "postings"):  # stamped yesterday, still uncommitted
+            writer.execute(
+                sa.text(f"UPDATE {table} SET created_at = created_at - interval '1 day' "
+                        "WHERE ledger_id = :l AND created_at > now() - interval '1 hour'"),
+                {"l": aged_books.ledger_id},
+            )  # fmt: skip
+        reports: list[dict] = []
+        closer = threading.Thread(
+            target=lambda: reports.append(
+                close.close_ledger(engine, aged_books.ledger_id, YESTERDAY)
+            )
+        )
+        closer.start()
+        closer.join(timeout=1.0)
+        assert closer.is_alive(), "the close must wait for the open writer"
+        tx.commit()
+    closer.join(timeout=30)
+    (report,) = reports
+    assert report["ok"] and report["last_ledger_seq"] == 4, report
+    usd = next(t for t in report["totals"] if t["currency"] == "USD")
+    assert usd == {"currency": "USD", "debit": 10_255, "credit": 10_255}, report

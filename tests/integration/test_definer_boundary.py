@@ -272,3 +272,88 @@ def test_no_definer_function_sees_a_balance_from_a_temp_table(hostile, api, ledg
         balance = conn.execute(sa.text("SELECT balance FROM balances WHERE account_id = :a"),
                                {"a": wallet}).scalar_one()  # fmt: skip
     assert balance == 0
+
+
+# --- Arguments a hostile caller crafts (the second review of the definer functions) -------------
+
+
+def test_a_null_secret_hash_authorises_no_key(hostile, functions, other_ledger):
+    """`secret_hash <> NULL` is NULL, not true: the key check must not read it as a match."""
+    from arus.ledger.access import parse_credentials
+
+    key_id = parse_credentials(f"Bearer {other_ledger.write_key}").key_id
+    for signature in _key_taking_definers(functions):
+        name, args = signature.rstrip(")").split("(", 1)
+        call = (
+            f"SELECT {name}(:key_id, NULL"
+            + "".join(f", NULL::{a}" for a in args.split(", ")[2:])
+            + ")"
+        )
+        if name == "arus_authorize":
+            call = "SELECT arus_authorize(:key_id, NULL, 'write')"
+        with hostile.connect() as conn, pytest.raises(sa.exc.DBAPIError) as refused:
+            conn.execute(sa.text(call), {"key_id": key_id})
+        assert refused.value.orig.args[0].get("H") == "unauthenticated", signature
+
+
+@pytest.mark.parametrize("field", ["posts", "reverses"])
+def test_a_batch_item_cannot_post_or_reverse_another_entry(api, ledger, posting_engine, field):
+    api.account(ledger, "cash", allow_negative=True)
+    api.account(ledger, "equity", "equity", allow_negative=True)
+    target = api.transfer(ledger, "cash", "equity", 7).get_json()["id"]
+    item = {"key": uuid.uuid4().hex, "fingerprint": "f", field: target, "lines": [
+        {"account_code": "equity", "direction": "debit", "amount": 7},
+        {"account_code": "cash", "direction": "credit", "amount": 7}]}  # fmt: skip
+    with posting_engine.connect() as conn, pytest.raises(sa.exc.DBAPIError) as refused:
+        conn.execute(
+            sa.text("SELECT arus_post_batch(:key_id, :secret_hash, CAST(:items AS jsonb), true)"),
+            {**ledger.credentials.as_params(), "items": json.dumps([item])},
+        )
+    assert refused.value.orig.args[0].get("H") == "validation_error"
+
+
+def test_writes_refuse_a_snapshot_older_than_the_statement(api, ledger, owner_database_url):
+    """At REPEATABLE READ a caller would have the closed-day and expiry judgements made on a
+    snapshot from before the close or the sweep it races."""
+    api.account(ledger, "cash", allow_negative=True)
+    for role, call in (
+        ("api", "SELECT arus_authorize(:key_id, :secret_hash, 'write')"),
+        ("close", "SELECT arus_close_day(:ledger, CAST('2000-01-01' AS date))"),
+        ("relay", "SELECT arus_expire_holds(10)"),
+    ):
+        with _login_engine(owner_database_url, LOGINS[role], autocommit=False).connect() as conn:
+            conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            params = {**ledger.credentials.as_params(), "ledger": ledger.ledger_id}
+            with pytest.raises(sa.exc.DBAPIError, match="READ COMMITTED"):
+                conn.execute(sa.text(call), params)
+
+
+def test_bounds_hold_with_asserts_turned_off(api, ledger, owner_database_url, posting_engine):
+    api.account(ledger, "cash", allow_negative=True)
+    api.account(ledger, "equity", "equity", allow_negative=True)
+    item = {"fingerprint": "f", "lines": [
+        {"account_code": "cash", "direction": "debit", "amount": 1},
+        {"account_code": "equity", "direction": "credit", "amount": 1}]}  # fmt: skip
+    items = [{**item, "key": f"k{i}"} for i in range(1001)]
+    with posting_engine.connect() as conn:
+        conn.exec_driver_sql("SET plpgsql.check_asserts = off")
+        with pytest.raises(sa.exc.DBAPIError, match=r"1\.\.1000 entries"):
+            conn.execute(
+                sa.text("SELECT arus_post_batch(:key_id, :secret_hash, CAST(:items AS jsonb), "
+                        "true)"),
+                {**ledger.credentials.as_params(), "items": json.dumps(items)},
+            )  # fmt: skip
+    relay = _login_engine(owner_database_url, JOB_USERS["relay"])
+    with relay.connect() as conn:
+        conn.exec_driver_sql("SET plpgsql.check_asserts = off")
+        with pytest.raises(sa.exc.DBAPIError, match=r"1\.\.10000"):
+            conn.execute(sa.text("SELECT arus_expire_holds(NULL)"))
+
+
+def test_the_close_refuses_a_null_or_infinite_day(owner_database_url, ledger):
+    close = _login_engine(owner_database_url, JOB_USERS["close"])
+    for day in (None, "infinity", "-infinity"):
+        with close.connect() as conn, pytest.raises(sa.exc.DBAPIError) as refused:
+            conn.execute(sa.text("SELECT arus_close_day(:l, CAST(:d AS date))"),
+                         {"l": ledger.ledger_id, "d": day})  # fmt: skip
+        assert refused.value.orig.args[0].get("H") == "validation_error", day

@@ -40,6 +40,7 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
     "arus_entry_json(uuid)": (API,),
     # SECURITY INVOKER steps, run only inside the entry points (as the owner).
     "arus_reject_change()": OWNER_ONLY,
+    "arus_require_read_committed()": OWNER_ONLY,
     "arus_check_entry_balanced()": OWNER_ONLY,
     "arus_close_lock(uuid, boolean)": OWNER_ONLY,
     "arus_claim_idempotency_key(uuid, text, text)": OWNER_ONLY,

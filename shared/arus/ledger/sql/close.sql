@@ -44,21 +44,30 @@ LANGUAGE sql STABLE AS $$
     WHERE a.ledger_id = p_ledger AND s.total <> b.balance
 $$;
 
--- Closes (p_ledger, p_day): refuses a day before the ledger existed and a day not yet over
--- (plus a minute, so every entry stamped before midnight has committed or rolled back: the
--- engine's statement timeout is far shorter). Holds the ledger's close lock exclusively, so no
--- back-dated entry is judged against a close not yet visible and concurrent closes queue; a
--- closed day returns its stored report. A clean close stores its report, snapshot and
--- `ledger.closed` event; one with drift or imbalance stores nothing and returns its report.
+-- Closes (p_ledger, p_day): refuses a day before the ledger existed and a day not yet over.
+-- Holds the ledger's close lock exclusively, so no back-dated entry is judged against a close
+-- not yet visible and concurrent closes queue; a closed day returns its stored report. A clean
+-- close stores its report, snapshot and `ledger.closed` event; one with drift or imbalance
+-- stores nothing and returns its report.
+--
+-- No entry stamped before midnight is missed, however long its transaction stays open: the
+-- engine stamps an entry's created_at while it holds the ledger row (step 7 of
+-- arus_write_entries) and keeps it to commit, so once the close has waited for the row's
+-- current holder, every entry stamped before midnight has committed or rolled back, and every
+-- later holder stamps after now. The wait takes the row in a subtransaction that ends at once:
+-- the close never holds the ledger's writers back.
 CREATE OR REPLACE FUNCTION arus_close_day(p_ledger uuid, p_day date) RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
-    c_grace constant interval := interval '1 minute';
     v_cutoff constant timestamptz := (p_day + 1)::timestamp AT TIME ZONE 'UTC';
     v_created date;
     v_lines arus_close_line[];
     v_report jsonb;
 BEGIN
+    PERFORM arus_require_read_committed();
+    IF p_day IS NULL OR NOT isfinite(p_day) THEN
+        RAISE EXCEPTION 'a close needs a day' USING ERRCODE = 'P0001', HINT = 'validation_error';
+    END IF;
     SELECT (created_at AT TIME ZONE 'UTC')::date INTO v_created FROM ledgers WHERE id = p_ledger;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no ledger %', p_ledger USING ERRCODE = 'P0001', HINT = 'not_found';
@@ -67,11 +76,17 @@ BEGIN
         RAISE EXCEPTION '% is before the ledger existed (created %)', p_day, v_created
             USING ERRCODE = 'P0001', HINT = 'validation_error';
     END IF;
-    IF clock_timestamp() < v_cutoff + c_grace THEN
-        RAISE EXCEPTION '% can be closed from %', p_day, arus_timestamp(v_cutoff + c_grace)
+    IF clock_timestamp() < v_cutoff THEN
+        RAISE EXCEPTION '% can be closed from %', p_day, arus_timestamp(v_cutoff)
             USING ERRCODE = 'P0001', HINT = 'validation_error';
     END IF;
     PERFORM arus_close_lock(p_ledger, true);
+    BEGIN
+        PERFORM 1 FROM ledgers WHERE id = p_ledger FOR SHARE;
+        RAISE EXCEPTION 'waited' USING ERRCODE = 'AR001';
+    EXCEPTION WHEN SQLSTATE 'AR001' THEN
+        NULL;  -- the subtransaction ended with its row lock: the wait was the point
+    END;
     SELECT report INTO v_report FROM daily_closes WHERE ledger_id = p_ledger AND close_date = p_day;
     IF FOUND THEN
         RETURN v_report;

@@ -136,7 +136,11 @@ DECLARE
     v_now timestamptz;
     v_replay record;
 BEGIN
-    ASSERT v_n BETWEEN 1 AND 1000, 'a call writes 1..1000 entries';
+    -- Bounds on what a caller passes are checks, not ASSERTs (a session can turn those off).
+    IF v_n IS NULL OR v_n NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'a call writes 1..1000 entries'
+            USING ERRCODE = 'P0001', HINT = 'validation_error';
+    END IF;
 
     -- 1. Idempotency claims, in ascending key order.
     IF p_claimed THEN
@@ -372,7 +376,10 @@ BEGIN
         v_fail_code := NULL;
         v_lines := jsonb_array_length(p_items -> (i - 1) -> 'lines');
         v_hi := v_lo + v_resolved[i] - 1;
-        ASSERT v_lines BETWEEN 2 AND 100, 'an entry has 2..100 postings';
+        IF v_lines IS NULL OR v_lines NOT BETWEEN 2 AND 100 THEN
+            RAISE EXCEPTION 'an entry has 2..100 postings'
+                USING ERRCODE = 'P0001', HINT = 'validation_error';
+        END IF;
 
         -- The first line (by position) naming an unknown account or the wrong currency.
         SELECT min(g.pos) INTO v_missing
@@ -649,9 +656,20 @@ CREATE OR REPLACE FUNCTION arus_post_batch(
     p_key_id text, p_secret_hash bytea, p_items jsonb, p_atomic boolean
 ) RETURNS json LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    v_ledger constant uuid := arus_authorize(p_key_id, p_secret_hash, 'write');
 BEGIN
-    RETURN arus_write_entries(
-        arus_authorize(p_key_id, p_secret_hash, 'write'), p_items, p_atomic, false);
+    -- Posting a pending entry and reversing one have their own entry points, which build
+    -- these fields from the journal; from a caller they would release holds or mark an entry
+    -- reversed without the judgement and the outcome those entry points record.
+    IF jsonb_typeof(p_items) IS DISTINCT FROM 'array' OR EXISTS (
+        SELECT 1 FROM jsonb_array_elements(p_items) AS i (value)
+        WHERE jsonb_typeof(i.value) <> 'object' OR i.value ?| ARRAY['posts', 'reverses']
+    ) THEN
+        RAISE EXCEPTION 'a batch is an array of entries, none of which posts or reverses another'
+            USING ERRCODE = 'P0001', HINT = 'validation_error';
+    END IF;
+    RETURN arus_write_entries(v_ledger, p_items, coalesce(p_atomic, false), false);
 END $$;
 
 CREATE OR REPLACE FUNCTION arus_reverse_entry(
@@ -895,7 +913,11 @@ DECLARE
     v_expired uuid[];
     v_event record;
 BEGIN
-    ASSERT p_limit BETWEEN 1 AND 10000, 'a sweep expires 1..10000 entries';
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'a sweep expires 1..10000 entries'
+            USING ERRCODE = 'P0001', HINT = 'validation_error';
+    END IF;
+    PERFORM arus_require_read_committed();
     v_due := ARRAY(SELECT DISTINCT entry_id FROM holds WHERE expires_at <= clock_timestamp()
                    ORDER BY entry_id LIMIT p_limit);
     PERFORM arus_lock_hold_accounts(NULL, v_due);
