@@ -6,6 +6,7 @@ reused across function invocations (Cloud Run keeps the instance warm between re
 
 from __future__ import annotations
 
+import select
 import threading
 from typing import Any
 
@@ -51,8 +52,9 @@ def create_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
         "isolation_level": "AUTOCOMMIT" if autocommit else "READ COMMITTED",
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
-        # The request path (autocommit) pings nothing: a dead connection fails on use and the
-        # gateway retries on a fresh one (arus.ledger.gateway.call_engine). Jobs keep the ping.
+        # The request path (autocommit) pings nothing (a round trip per request): a connection
+        # the server closed is replaced at checkout for free (_replace_if_closed_by_server).
+        # Jobs keep the ping. See ADR-007, "A database restart under an idle server".
         "pool_pre_ping": not autocommit,
         "pool_recycle": 1800,
         # Errors never carry bound values (descriptions, postings, keys) into logs.
@@ -75,7 +77,33 @@ def create_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
         # Each statement is its own transaction at the session's default level: pin it to
         # READ COMMITTED so a server-wide default of SERIALIZABLE cannot change the engine.
         sa.event.listen(engine, "connect", _pin_read_committed)
+        sa.event.listen(engine, "checkout", _replace_if_closed_by_server)
     return engine
+
+
+# The peer closed its end (Linux reports it as POLLRDHUP), or the socket is hung up or broken.
+_CLOSED_BY_PEER = (
+    getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR | select.POLLNVAL
+)
+
+
+def _replace_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """At checkout, before anything is sent: a pooled connection the server has closed is
+    discarded and the pool hands out a fresh one (SQLAlchemy's own checkout protocol:
+    DisconnectionError), so the request is served instead of answered 503.
+
+    A server that ends a session (a restart or shutdown, pg_terminate_backend, a crashed
+    backend) closes its socket, and an idle connection's socket then reports the peer's
+    end-of-stream to a zero-timeout poll: no round trip, unlike a pre-ping. Only a closed peer
+    counts, not unread data (a ParameterStatus after a reload is no reason to reconnect). A
+    connection lost silently (no FIN reaches us) still fails on use: 503, or the gateway's one
+    retry on a fresh connection for a call that is safe to repeat.
+    """
+    sock = dbapi_connection._usock  # pg8000's socket (TLS-wrapped through the Cloud SQL connector)
+    poller = select.poll()
+    poller.register(sock, _CLOSED_BY_PEER)
+    if any(events & _CLOSED_BY_PEER for _fd, events in poller.poll(0)):
+        raise sa.exc.DisconnectionError("the database server closed this pooled connection")
 
 
 def _discard_connection_on_driver_fault(context: sa.engine.ExceptionContext) -> None:
