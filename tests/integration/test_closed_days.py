@@ -106,7 +106,7 @@ def test_a_close_in_progress_holds_back_dated_entries_until_it_commits(api, clos
         while time.monotonic() < deadline:
             waiting = conn.execute(sa.text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                "AND wait_event_type = 'Lock' AND wait_event IN ('tuple', 'transactionid')"
             )).scalar_one()  # fmt: skip
             if waiting:
                 break

@@ -8,6 +8,7 @@ function, even for a login that (against the deployment's rules) may create one.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import uuid
@@ -357,3 +358,43 @@ def test_the_close_refuses_a_null_or_infinite_day(owner_database_url, ledger):
             conn.execute(sa.text("SELECT arus_close_day(:l, CAST(:d AS date))"),
                          {"l": ledger.ledger_id, "d": day})  # fmt: skip
         assert refused.value.orig.args[0].get("H") == "validation_error", day
+
+
+def test_no_login_can_take_a_lock_the_engine_waits_for(api, ledger, owner_database_url, engine):
+    """The close lock and the reversal lock were advisory locks whose keys any login could
+    compute (ledger and entry ids are readable) and take first, holding back another tenant's
+    close, back-dated entries and reversals. Now they are rows only the owner may lock."""
+    from arus.jobs import close
+
+    from tests.support.ledgers import age_ledger
+
+    api.account(ledger, "cash", allow_negative=True)
+    api.account(ledger, "equity", "equity", allow_negative=True)
+    entry = api.transfer(ledger, "cash", "equity", 3).get_json()["id"]
+    age_ledger(engine, ledger.ledger_id, days=2)
+    relay = _login_engine(owner_database_url, JOB_USERS["relay"], autocommit=False)
+    with relay.connect() as squatter:
+        for key in (f"arus-close:{ledger.ledger_id}", f"arus-reverse:{entry}"):
+            squatter.execute(sa.text("SELECT pg_advisory_lock(hashtextextended(:k, 0))"),
+                             {"k": key})  # fmt: skip
+        with pytest.raises(sa.exc.DBAPIError) as refused:
+            squatter.execute(sa.text("SELECT 1 FROM ledger_close_locks FOR SHARE"))
+        assert refused.value.orig.args[0]["C"] == "42501"
+        squatter.rollback()
+        yesterday = dt.date.today() - dt.timedelta(days=1)
+        body = {
+            "effective_date": (yesterday - dt.timedelta(days=1)).isoformat(),
+            "postings": [
+                {"account": "cash", "direction": "debit", "amount": 1},
+                {"account": "equity", "direction": "credit", "amount": 1},
+            ],
+        }
+        backdated = api.post(
+            "/v1/entries", key=ledger.write_key, idempotency_key=uuid.uuid4().hex, json=body
+        )
+        assert backdated.status_code == 201, backdated.get_json()
+        assert close.close_ledger(engine, ledger.ledger_id, yesterday)["ok"]
+        reversal = api.post(f"/v1/entries/{entry}/reverse", key=ledger.write_key,
+                            idempotency_key=uuid.uuid4().hex, json={})  # fmt: skip
+        assert reversal.status_code == 201, reversal.get_json()
+        squatter.exec_driver_sql("SELECT pg_advisory_unlock_all()")

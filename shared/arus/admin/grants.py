@@ -43,6 +43,7 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
     "arus_require_read_committed()": OWNER_ONLY,
     "arus_check_entry_balanced()": OWNER_ONLY,
     "arus_close_lock(uuid, boolean)": OWNER_ONLY,
+    "arus_add_close_lock()": OWNER_ONLY,
     "arus_claim_idempotency_key(uuid, text, text)": OWNER_ONLY,
     "arus_enqueue_event(uuid, text, bigint, timestamp with time zone, json)": OWNER_ONLY,
     "arus_write_entries(uuid, jsonb, boolean, boolean)": OWNER_ONLY,

@@ -12,17 +12,26 @@
 --   3. the ledger row (the gap-free ledger_seq), taken once per call, as late as possible:
 --      after it come only the entry, postings, outbox and stored-response writes.
 
--- The ledger's close lock, one key for both sides: a daily close holds it exclusively while
--- it computes and stores its snapshot, a back-dated call holds it shared while it is judged
--- and written, so no entry is judged against a close that has not committed yet.
+-- The ledger's close lock: a daily close holds it exclusively while it computes and stores its
+-- snapshot, a back-dated call holds it shared while it is judged and written, so no entry is
+-- judged against a close that has not committed yet. It is the ledger's row in
+-- ledger_close_locks, which only the owner may lock (no runtime role holds UPDATE on it): an
+-- advisory lock's key is one any login can compute, see in pg_locks and take first.
 CREATE OR REPLACE FUNCTION arus_close_lock(p_ledger uuid, p_exclusive boolean) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     IF p_exclusive THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended('arus-close:' || p_ledger, 0));
+        PERFORM 1 FROM ledger_close_locks WHERE ledger_id = p_ledger FOR UPDATE;
     ELSE
-        PERFORM pg_advisory_xact_lock_shared(hashtextextended('arus-close:' || p_ledger, 0));
+        PERFORM 1 FROM ledger_close_locks WHERE ledger_id = p_ledger FOR SHARE;
     END IF;
+END $$;
+
+-- Every ledger has its close-lock row from its creation (trigger ledgers_close_lock).
+CREATE OR REPLACE FUNCTION arus_add_close_lock() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO ledger_close_locks (ledger_id) VALUES (NEW.id);
+    RETURN NULL;
 END $$;
 
 -- Claims (ledger, key) for one request. Returns NULL when the key is fresh, else the replay
@@ -701,8 +710,9 @@ BEGIN
     END IF;
     -- Reversals of one entry queue here, before any balance lock, so the loser of a race sees
     -- the winner's reversal (already_reversed) instead of the balances it moved. Always taken
-    -- after the claim and only by reversals: it cannot join a lock cycle.
-    PERFORM pg_advisory_xact_lock(hashtextextended('arus-reverse:' || p_entry_id::text, 0));
+    -- after the claim and only by reversals: it cannot join a lock cycle. The entry's own row,
+    -- which no runtime role may lock (an advisory key any login could take first).
+    PERFORM 1 FROM entries WHERE id = p_entry_id FOR NO KEY UPDATE;
     IF EXISTS (SELECT 1 FROM entries WHERE reverses = p_entry_id) THEN
         RAISE EXCEPTION 'entry % is already reversed', p_entry_id
             USING ERRCODE = 'P0001', HINT = 'already_reversed';

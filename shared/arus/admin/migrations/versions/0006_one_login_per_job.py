@@ -8,6 +8,8 @@
 - The close is computed inside the database (`arus_close_day`): `arus_store_close`, which stored
   a report its caller passed in, is dropped.
 - A relay marks published only the events its own transaction claimed.
+- The close lock is a row of `ledger_close_locks` that only the owner may lock, not an
+  advisory lock whose key any login can compute and take.
 
 Revision ID: 0006
 Revises: 0005
@@ -26,7 +28,15 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute("DROP FUNCTION IF EXISTS arus_store_close(uuid, date, json, jsonb)")
+    op.execute("""
+        CREATE TABLE ledger_close_locks (ledger_id uuid PRIMARY KEY REFERENCES ledgers (id));
+        INSERT INTO ledger_close_locks (ledger_id) SELECT id FROM ledgers;
+    """)
     engine_sql.apply(op.execute)
+    op.execute("""
+        CREATE TRIGGER ledgers_close_lock AFTER INSERT ON ledgers
+            FOR EACH ROW EXECUTE FUNCTION arus_add_close_lock();
+    """)
     grants.apply(op.execute)
 
 
