@@ -49,8 +49,8 @@ def test_the_client_knows_every_error_code():
 
 
 def test_posting_and_batch_limits_agree_with_the_engine():
-    assert f"v_lines BETWEEN {rules.MIN_POSTINGS} AND {rules.MAX_POSTINGS}" in ENGINE
-    assert f"v_n BETWEEN 1 AND {rules.MAX_BATCH_ITEMS}" in ENGINE
+    assert f"v_lines NOT BETWEEN {rules.MIN_POSTINGS} AND {rules.MAX_POSTINGS}" in ENGINE
+    assert f"v_n NOT BETWEEN 1 AND {rules.MAX_BATCH_ITEMS}" in ENGINE
     assert f"v_count < {rules.MIN_POSTINGS} OR v_count > {rules.MAX_POSTINGS}" in ENGINE
     assert f"CHECK (position BETWEEN 1 AND {rules.MAX_POSTINGS})" in TABLES
     assert f"length(description) <= {rules.MAX_DESCRIPTION_CHARS}" in TABLES
