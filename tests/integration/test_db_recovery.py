@@ -9,6 +9,7 @@ docker-compose and through the Cloud SQL connector). Bounded: four restarts per 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import subprocess
 import tempfile
 import uuid
@@ -88,6 +89,7 @@ def database() -> Iterator[Database]:
         except AssertionError:
             pass  # already stopped by a failed test
         server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
