@@ -21,7 +21,6 @@ and the caller passes nothing but the ledger and the day (SPEC §3.6).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import uuid
 from typing import Any
@@ -48,12 +47,9 @@ def close_ledger(engine: Engine, ledger_id: uuid.UUID, day: dt.date) -> dict[str
     """Close one ledger's day; idempotent per (ledger, day). Raises ValidationError for a day
     before the ledger existed or not yet over (the database judges both, on its own clock)."""
     with errors.domain_errors(), engine.begin() as conn:
-        report: dict[str, Any] | str = conn.execute(
+        report: dict[str, Any] = conn.execute(
             _CLOSE_DAY, {"ledger": ledger_id, "day": day}
         ).scalar_one()
-    if isinstance(report, str):  # drivers that hand jsonb back as text
-        report = json.loads(report)
-    assert isinstance(report, dict)
     if report["ok"]:
         log.info("daily close", extra={"close": report})
     else:
