@@ -43,10 +43,10 @@ def call_engine(
 ) -> Any:
     """Run one engine call; on a connection found dead, once more on a fresh one.
 
-    There is no pre-ping per checkout: a pooled connection that died (database restart, idle
-    timeout) fails on use, SQLAlchemy invalidates it, and the call is repeated. That is safe
-    for every call with an idempotency key (the claim replays if the first attempt committed)
-    and for reads; an account created without a key is not retried.
+    A pooled connection its server closed is replaced at checkout (platform/db.py); one lost
+    silently fails on use, SQLAlchemy invalidates it, and the call is repeated. That is safe
+    for every call with an idempotency key (the claim replays if the first attempt committed);
+    an account created without a key is not retried.
     """
     for attempt in (1, 2):
         try:
