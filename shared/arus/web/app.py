@@ -280,20 +280,33 @@ def _register_pending_action(
 
 def _register_reads(app: Flask, ledger: Resources) -> None:
     def read(use_case: Callable[..., Any], *args: Any, paged: bool = False) -> Response:
-        """One round trip: the use case's statement carries the key check (auth.Caller)."""
+        """One round trip: the use case's statement carries the key check (auth.Caller).
+
+        A read changes nothing, so on a connection found dead (lost without the server's close
+        reaching us, which the pool's checkout cannot see) it is repeated once on a fresh one.
+        """
         caller = Caller(_credentials(), "read")
-        with ledger.engine.connect() as conn:
+
+        def run(conn: sa.Connection) -> Any:
             try:
                 if paged:
                     limit = reads.parse_limit(request.args.get("limit"))
                     cursor = request.args.get("cursor")
-                    result = use_case(caller, conn, *args, limit=limit, cursor=cursor)
-                else:
-                    result = use_case(caller, conn, *args)
+                    return use_case(caller, conn, *args, limit=limit, cursor=cursor)
+                return use_case(caller, conn, *args)
             except ValidationError:
                 # Refused before its statement ran: a bad key still answers 401/403 first.
                 caller.check(conn)
                 raise
+
+        for attempt in (1, 2):
+            try:
+                with ledger.engine.connect() as conn:
+                    result = run(conn)
+                break
+            except sa.exc.DBAPIError as exc:
+                if not (exc.connection_invalidated and attempt == 1):
+                    raise
         body = result.to_json() if isinstance(result, reads.Page) else result
         return json_response(body, 200)
 
