@@ -41,3 +41,27 @@ def test_engine_files_hold_only_replaceable_functions() -> None:
         heads = [s for s in statements if s.split()[0].isupper() and s.startswith("CREATE")]
         assert heads and all(s.startswith("CREATE OR REPLACE FUNCTION") for s in heads), name
         assert "CREATE TABLE" not in text and "DROP " not in text, name
+
+
+def test_timestamps_are_rendered_inline_not_called(engine: sa.Engine, api, ledger) -> None:
+    """arus_timestamp is a one-expression SQL function the planner inlines into each statement
+    that renders an instant (issue 17: called, it cost a call and a plan each time, several
+    times per entry). Declared more stable than its body (IMMUTABLE over to_char), it was not."""
+    import json
+
+    api.account(ledger, "cash", allow_negative=True)
+    api.account(ledger, "equity", "equity", allow_negative=True)
+    lines = [{"account_code": "cash", "direction": "debit", "amount": 1},
+             {"account_code": "equity", "direction": "credit", "amount": 1}]  # fmt: skip
+    with engine.connect() as conn, conn.begin():
+        conn.exec_driver_sql("SET LOCAL track_functions = 'all'")
+        conn.execute(
+            sa.text("SELECT arus_post_entry(:key_id, :secret_hash, 'inline', 'f', 'd', "
+                    "current_date, NULL, CAST(:lines AS jsonb), false, NULL)"),
+            {**ledger.credentials.as_params(), "lines": json.dumps(lines)},
+        )  # fmt: skip
+        called = dict(conn.execute(sa.text(
+            "SELECT funcname, calls FROM pg_stat_xact_user_functions "
+            "WHERE funcname IN ('arus_post_entry', 'arus_timestamp')")).all())  # fmt: skip
+    assert called.get("arus_post_entry") == 1, called  # the counting works
+    assert "arus_timestamp" not in called, called
