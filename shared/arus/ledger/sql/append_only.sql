@@ -10,7 +10,9 @@ END $$;
 
 -- At commit, every new entry must have 2..100 postings (pending postings, for a pending
 -- entry) balancing per currency: a second, independent check behind the engine
--- (django-hordak's deferred constraint trigger).
+-- (django-hordak's deferred constraint trigger). Migration 0001's trigger `entries_balanced`
+-- ran it per entry until migration 0007 replaced it by the statement-level checks of
+-- integrity.sql; it stays defined because 0001 creates that trigger on a fresh database.
 CREATE OR REPLACE FUNCTION arus_check_entry_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     v_count bigint;
