@@ -20,15 +20,15 @@ TABLES = (REPO / "shared/arus/admin/migrations/versions/0001_ledger_core.py").re
 def test_every_hint_the_engine_raises_is_an_api_error_or_a_named_guard():
     literal = set(re.findall(r"HINT = '([a-z_]+)'", ENGINE))
     # Items fail with a code the loop carries: every code assigned to it, or built into a result.
-    carried = set(re.findall(r"v_fail_code := '([a-z_]+)'", ENGINE))
+    refused = set(re.findall(r"'([a-z_]+)' AS code", ENGINE))
     built = set(re.findall(r"json_build_object\('code', '([a-z_]+)'", ENGINE))
-    hints = literal | carried | built
+    hints = literal | refused | built
     assert {"unauthenticated", "insufficient_funds", "append_only"} <= hints, hints
     unknown = hints - set(errors.BY_CODE) - rules.GUARD_HINTS
     assert unknown == set(), f"the engine raises codes Python does not map (a 500): {unknown}"
     # Dynamic HINTs re-raise one of those codes and nothing else.
     dynamic = {h.strip() for h in re.findall(r"HINT = (?!')([^,;\n]+)", ENGINE)}
-    assert dynamic == {"v_fail_code", "v_results[i] -> 'error' ->> 'code'"}, dynamic
+    assert dynamic == {"v_refusal.code", "results[v_known_error] -> 'error' ->> 'code'"}, dynamic
 
 
 def test_python_error_classes_are_the_wire_contract():
@@ -49,8 +49,9 @@ def test_the_client_knows_every_error_code():
 
 
 def test_posting_and_batch_limits_agree_with_the_engine():
-    assert f"v_lines NOT BETWEEN {rules.MIN_POSTINGS} AND {rules.MAX_POSTINGS}" in ENGINE
-    assert f"v_n NOT BETWEEN 1 AND {rules.MAX_BATCH_ITEMS}" in ENGINE
+    lines = f"jsonb_array_length(p_lines) BETWEEN {rules.MIN_POSTINGS} AND {rules.MAX_POSTINGS}"
+    assert lines in ENGINE
+    assert f"jsonb_array_length(p_items) NOT BETWEEN 1 AND {rules.MAX_BATCH_ITEMS}" in ENGINE
     assert f"v_count < {rules.MIN_POSTINGS} OR v_count > {rules.MAX_POSTINGS}" in ENGINE
     assert f"CHECK (position BETWEEN 1 AND {rules.MAX_POSTINGS})" in TABLES
     assert f"length(description) <= {rules.MAX_DESCRIPTION_CHARS}" in TABLES
@@ -59,8 +60,9 @@ def test_posting_and_batch_limits_agree_with_the_engine():
 
 
 def test_int64_bounds_agree_with_the_engine():
-    assert f"c_int64_max constant numeric := {rules.INT64_MAX};" in ENGINE
-    assert f"c_int64_min constant numeric := {rules.INT64_MIN};" in ENGINE
+    assert f"after NOT BETWEEN {rules.INT64_MIN} AND {rules.INT64_MAX}" in ENGINE
+    assert f"side_after > {rules.INT64_MAX}" in ENGINE
+    assert f"debits > {2 * rules.INT64_MAX}" in ENGINE  # a total of two int64 halves
     assert rules.INT64_MAX == 2**63 - 1 and rules.INT64_MIN == -(2**63)
 
 

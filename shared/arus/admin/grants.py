@@ -56,7 +56,13 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
     "arus_add_close_lock()": OWNER_ONLY,
     "arus_claim_idempotency_key(uuid, text, text)": OWNER_ONLY,
     "arus_enqueue_event(uuid, text, bigint, timestamp with time zone, json)": OWNER_ONLY,
-    "arus_write_entries(uuid, jsonb, boolean, boolean)": OWNER_ONLY,
+    "arus_lines_ok(jsonb)": OWNER_ONLY,
+    "arus_line_moves(arus_line[])": OWNER_ONLY,
+    "arus_judge(arus_item[], arus_line[], integer, integer, date, timestamp with time zone)": (
+        OWNER_ONLY
+    ),
+    "arus_claim_batch(uuid, jsonb)": OWNER_ONLY,
+    "arus_write_entries(uuid, arus_item[], boolean, json[])": OWNER_ONLY,
     "arus_lock_hold_accounts(uuid, uuid[])": OWNER_ONLY,
     "arus_claim_outcome(uuid, uuid, text)": OWNER_ONLY,
     "arus_release_holds(uuid[])": OWNER_ONLY,

@@ -23,7 +23,9 @@ ENGINE_FILES = (
     "integrity.sql",
     "rendering.sql",
     "access.sql",
+    "judgement.sql",
     "posting.sql",
+    "holds.sql",
     "operations.sql",
     "close.sql",
 )
