@@ -174,7 +174,8 @@ BEGIN
     END IF;
 
     -- 1. Lock. A line naming no account of this ledger resolves to account_id NULL. One index
-    --    lookup per line (LIMIT 1 keeps the plan a nested loop whatever the estimates).
+    --    lookup per line (LIMIT 1 keeps the plan a nested loop whatever the estimates) and one
+    --    per balance row (= ANY of an array, never a hash join over the ledger's balances).
     WITH resolved AS (
         SELECT ROW(i.item, p.ord, a.id, coalesce(p.value ->> 'account_id',
                                                  p.value ->> 'account_code'),
@@ -193,7 +194,7 @@ BEGIN
         ) a ON true
     ), locked AS (
         SELECT b.account_id FROM balances b
-        WHERE b.account_id IN (SELECT (r.line).account_id FROM resolved r)
+        WHERE b.account_id = ANY (ARRAY(SELECT (r.line).account_id FROM resolved r))
         ORDER BY b.account_id
         FOR UPDATE
     )
