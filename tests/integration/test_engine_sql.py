@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
+from arus import errors
 from arus.ledger import engine_sql
 
 
@@ -65,3 +67,43 @@ def test_timestamps_are_rendered_inline_not_called(engine: sa.Engine, api, ledge
             "WHERE funcname IN ('arus_post_entry', 'arus_timestamp')")).all())  # fmt: skip
     assert called.get("arus_post_entry") == 1, called  # the counting works
     assert "arus_timestamp" not in called, called
+
+
+def test_engine_calls_are_prepared_once_per_connection(app_settings, api, ledger) -> None:
+    """The request path runs each engine call as a prepared statement (platform.db.run_prepared,
+    issue 17): parsed and planned on a connection's first call, bound and executed after."""
+    import dataclasses
+
+    from arus.ledger import gateway
+    from arus.ledger.commands import parse_new_entry
+    from arus.platform.db import create_engine
+
+    api.account(ledger, "cash", allow_negative=True)
+    api.account(ledger, "equity", "equity", allow_negative=True)
+    one = create_engine(dataclasses.replace(app_settings, db_pool_size=1, db_max_overflow=0),
+                        autocommit=True)  # fmt: skip
+    body = {"postings": [{"account": "cash", "direction": "debit", "amount": 1},
+                         {"account": "equity", "direction": "credit", "amount": 1}]}  # fmt: skip
+    try:
+        for n in range(3):
+            gateway.post_entry(one, credentials=ledger.credentials, entry=parse_new_entry(body),
+                               idempotency_key=f"prepared-{n}", request_body=body,
+                               operation="post_entry")  # fmt: skip
+        api.account(ledger, "wallet")
+        refused = {
+            "postings": [
+                {"account": "wallet", "direction": "credit", "amount": 5},
+                {"account": "cash", "direction": "debit", "amount": 5},
+            ]
+        }
+        with pytest.raises(errors.InsufficientFunds):  # a refusal keeps the statement
+            gateway.post_entry(one, credentials=ledger.credentials,
+                               entry=parse_new_entry(refused), idempotency_key="prepared-refused",
+                               request_body=refused, operation="post_entry")  # fmt: skip
+        with one.connect() as conn:  # the pool's one connection, the session that ran them
+            prepared = conn.exec_driver_sql(
+                "SELECT generic_plans + custom_plans FROM pg_prepared_statements "
+                "WHERE statement LIKE 'SELECT arus_post_entry(%'").scalars().all()  # fmt: skip
+    finally:
+        one.dispose()
+    assert prepared == [4], prepared

@@ -22,6 +22,7 @@ from arus import errors
 from arus.ledger.access import Credentials
 from arus.ledger.commands import NewAccount, NewBatch, NewEntry, PendingAction, Reversal, today_utc
 from arus.ledger.idempotency import fingerprint
+from arus.platform.db import run_prepared
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def call_engine(
         try:
             with errors.domain_errors(), engine.connect() as conn:
                 # The statement is the transaction: `engine` must be get_engine(settings).
-                outcome = conn.execute(statement, params).scalar_one()
+                outcome = run_prepared(conn, statement, params)
             break
         except errors.ArusError as exc:
             if not batch:

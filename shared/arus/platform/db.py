@@ -10,6 +10,7 @@ import select
 import threading
 from typing import Any
 
+import pg8000.native
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
@@ -160,3 +161,38 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+
+
+def run_prepared(conn: sa.Connection, statement: sa.TextClause, params: dict[str, Any]) -> Any:
+    """The first column of the one row `statement` returns, run as a statement prepared once per
+    database connection (pg8000's PreparedStatement) and executed by name after that.
+
+    SQLAlchemy's pg8000 dialect parses, describes and plans every statement anew, in three
+    round trips; a prepared statement is one (bind and execute). Measured on the posting call
+    (ADR-009): 0.25 ms less PostgreSQL CPU and 0.4 ms less wall time per call. Failures reach
+    the caller as SQLAlchemy's would: a driver error as a DBAPIError, the connection invalidated
+    when it is lost, and discarded after any error outside the DB-API's types (see
+    _discard_connection_on_driver_fault).
+    """
+    record = conn.connection
+    prepared: dict[str, pg8000.native.PreparedStatement] = record.info.setdefault(
+        "arus_prepared", {}
+    )  # the pool clears `info` when it replaces the connection
+    sql = statement.text
+    try:
+        found = prepared.get(sql)
+        if found is None:
+            found = prepared[sql] = pg8000.native.PreparedStatement(record.dbapi_connection, sql)
+        rows = found.run(**params)
+    except pg8000.native.Error as exc:
+        lost = conn.dialect.is_disconnect(exc, record.dbapi_connection, None)
+        if lost:
+            conn.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(
+            sql, None, exc, pg8000.native.Error, hide_parameters=True, dialect=conn.dialect,
+            connection_invalidated=lost,
+        ) from exc  # fmt: skip
+    except BaseException as exc:
+        conn.invalidate(exc)
+        raise
+    return rows[0][0]
