@@ -128,8 +128,9 @@ END $$;
 --      first refusal move their balances (and release the holds they post) in the same
 --      statement; the refused item is answered, and judging goes on after it;
 --   3. give back the claims of refused items;
---   4. record: the ledger's sequence step, then the entries, postings, holds, outbox envelopes
---      and stored responses, each entry's JSON built once.
+--   4. record: the ledger's sequence step, then the entries, postings, outbox envelopes and
+--      stored responses, each entry's JSON built once;
+--   5. the pending lines and holds of pending entries, if the call has any.
 -- results holds, by request item, what is known already (replays, conflicts, items the
 -- commands refused: those are not in p_items) and gains the rest; body is the first written
 -- entry's JSON, which is what a single-entry call answers. Atomic: the first failing item in
@@ -154,7 +155,7 @@ DECLARE
     v_span int := cardinality(results);  -- items judged at once: 1 after a refusal, then doubling
     v_refusal arus_refusal;
     v_refused int[] := '{}';
-    v_written record;
+    v_pending_entries jsonb;  -- the pending entries written: item -> entry id
 BEGIN
     IF p_atomic AND cardinality(p_items) < cardinality(results) THEN
         SELECT min(r.item) INTO v_known_error
@@ -272,8 +273,9 @@ BEGIN
     END IF;
 
     -- 4. Record. The sequence step first: the ledger row (the gap-free ledger_seq) is held from
-    --    here to commit, and nothing follows it but this statement's writes. Each line's
-    --    balance_after is its account's balance now, less what the call's later lines moved.
+    --    here to commit, and nothing follows it but this statement's writes (and a pending
+    --    entry's, step 5). Each line's balance_after is its account's balance now, less what
+    --    the call's later lines moved.
     WITH sequenced AS (
         UPDATE ledgers SET last_ledger_seq = last_ledger_seq + cardinality(p_items)
                                                              - cardinality(v_refused)
@@ -303,18 +305,8 @@ BEGIN
         SELECT l.entry_id, p_ledger, l.account_id, l.pos, l.direction, l.amount, l.currency,
                l.balance_after, l.at
         FROM line l WHERE NOT l.pending
-    ), reserved AS (
-        INSERT INTO pending_postings (entry_id, ledger_id, account_id, position, direction,
-                                      amount, currency)
-        SELECT l.entry_id, p_ledger, l.account_id, l.pos, l.direction, l.amount, l.currency
-        FROM line l WHERE l.pending
-    ), held AS (
-        INSERT INTO holds (entry_id, position, ledger_id, account_id, direction, amount,
-                           expires_at)
-        SELECT l.entry_id, l.pos, p_ledger, l.account_id, l.direction, l.amount, l.expires_at
-        FROM line l WHERE l.pending
     ), rendered AS (
-        SELECT e.item, e.key, e.ledger_seq, e.at,
+        SELECT e.item, e.id, e.key, e.ledger_seq, e.at, e.pending,
                CASE WHEN e.pending THEN 'entry.pending' ELSE 'entry.committed' END AS event_type,
                json_build_object(
                    'id', e.id, 'ledger_seq', e.ledger_seq,
@@ -346,17 +338,33 @@ BEGIN
         UPDATE idempotency_keys k SET status_code = 201, response = r.body
         FROM rendered r WHERE k.ledger_id = p_ledger AND k.key = r.key
     )
-    SELECT array_agg(r.item ORDER BY r.item) AS items,
-           array_agg(json_build_object('status', 201, 'entry', r.body) ORDER BY r.item)
-               AS results,
-           (array_agg(r.body ORDER BY r.item))[1] AS body
-    INTO v_written
-    FROM rendered r;
+    SELECT array_agg(coalesce(r.result, k.result) ORDER BY k.item),
+           (array_agg(r.body ORDER BY r.item) FILTER (WHERE r.body IS NOT NULL))[1],
+           jsonb_object_agg(r.item, r.id) FILTER (WHERE r.pending)
+    INTO results, body, v_pending_entries
+    FROM unnest(results) WITH ORDINALITY AS k (result, item)
+    LEFT JOIN (SELECT w.*, json_build_object('status', 201, 'entry', w.body) AS result
+               FROM rendered w) r ON r.item = k.item;
 
-    body := v_written.body;
-    FOR k IN 1 .. cardinality(v_written.items) LOOP
-        results[v_written.items[k]] := v_written.results[k];
-    END LOOP;
+    -- 5. A pending entry's lines reserve instead of posting: its pending lines and holds, in a
+    --    statement of their own, which a call without pending entries never runs.
+    IF v_pending_entries IS NOT NULL THEN
+        WITH line AS (
+            SELECT w.id::uuid AS entry_id, i.expires_at, l.*
+            FROM jsonb_each_text(v_pending_entries) AS w (item, id)
+            JOIN unnest(p_items) AS i ON i.item = w.item::int
+            JOIN unnest(v_lines) AS l ON l.item = i.item
+        ), reserved AS (
+            INSERT INTO pending_postings (entry_id, ledger_id, account_id, position, direction,
+                                          amount, currency)
+            SELECT l.entry_id, p_ledger, l.account_id, l.pos, l.direction, l.amount, l.currency
+            FROM line l
+        )
+        INSERT INTO holds (entry_id, position, ledger_id, account_id, direction, amount,
+                           expires_at)
+        SELECT l.entry_id, l.pos, p_ledger, l.account_id, l.direction, l.amount, l.expires_at
+        FROM line l;
+    END IF;
 END $$;
 
 -- POST /v1/entries: one entry. Returns {"status", "body", "replayed"}.
