@@ -283,6 +283,19 @@ def get_entry(scope: LedgerScope, conn: Connection, entry_id: uuid.UUID | None) 
     return rows[0].body  # type: ignore[no-any-return]
 
 
+def _trial_balance_columns(
+    balance: sa.ColumnElement[Any], normal_side: sa.ColumnElement[Any]
+) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
+    """An account's balance (signed by its normal side) as the trial balance's two columns, the
+    one rule the trial balance and rollups share (the close's `totals`, ledger/sql/close.sql,
+    state it again in SQL): a debit-normal account's positive balance and a credit-normal
+    account's negative one are debits; the others are credits. One column is 0. In numeric,
+    so that neither negating a bigint nor summing the columns can overflow."""
+    exact = sa.cast(balance, sa.Numeric)
+    debit_side = sa.case((normal_side == "debit", exact), else_=-exact)
+    return sa.func.greatest(debit_side, 0), sa.func.greatest(-debit_side, 0)
+
+
 def trial_balance(scope: LedgerScope, conn: Connection) -> dict[str, Any]:
     """Every account's debit or credit balance, totals per currency, and drift.
 
@@ -301,11 +314,13 @@ def trial_balance(scope: LedgerScope, conn: Connection) -> dict[str, Any]:
         .where(postings.c.ledger_id == scope.ledger_id)
         .group_by(postings.c.account_id)
     ).lateral("sums")
+    debit, credit = _trial_balance_columns(balances.c.balance, balances.c.normal_side)
     rows = scope.fetch(
         conn,
         sa.select(
             accounts.c.id, accounts.c.code, accounts.c.name, accounts.c.type,
             accounts.c.currency, balances.c.balance, balances.c.normal_side,
+            debit.label("debit"), credit.label("credit"),
             sa.func.coalesce(sums.c.debits, 0).label("debits"),
             sa.func.coalesce(sums.c.credits, 0).label("credits"),
         )
@@ -318,7 +333,6 @@ def trial_balance(scope: LedgerScope, conn: Connection) -> dict[str, Any]:
     totals: dict[str, dict[str, int]] = {}
     for row in rows:
         sign = 1 if row.normal_side == "debit" else -1
-        debit_side = sign * int(row.balance)  # > 0: a debit balance, < 0: a credit balance
         from_postings = sign * (int(row.debits) - int(row.credits))
         if from_postings != int(row.balance):
             drift.append(
@@ -331,8 +345,8 @@ def trial_balance(scope: LedgerScope, conn: Connection) -> dict[str, Any]:
                 }
             )
         total = totals.setdefault(row.currency, {"debit": 0, "credit": 0})
-        total["debit"] += max(debit_side, 0)
-        total["credit"] += max(-debit_side, 0)
+        total["debit"] += int(row.debit)
+        total["credit"] += int(row.credit)
         lines.append(
             {
                 "account_id": str(row.id),
@@ -341,8 +355,8 @@ def trial_balance(scope: LedgerScope, conn: Connection) -> dict[str, Any]:
                 "type": row.type,
                 "currency": row.currency,
                 "balance": int(row.balance),
-                "debit": max(debit_side, 0),
-                "credit": max(-debit_side, 0),
+                "debit": int(row.debit),
+                "credit": int(row.credit),
             }
         )
     return {
@@ -473,3 +487,143 @@ def balances_at(
     rows = scope.fetch(conn, query)
     page = _page(rows, limit, lambda row: {"code": row.code})
     return {"at": _render_instant(at), **page.to_json()}
+
+
+# --- rollups (SPEC §3.5) ------------------------------------------------------------------
+
+# Above every character an account code may hold (codes are ASCII): `code >= prefix AND code <
+# prefix || LAST_CODE_POINT` holds every code that starts with the prefix in a collation that
+# orders by code point (C, C.UTF-8; ICU and glibc also sort U+10FFFF after ASCII), and it is a
+# range of accounts_ledger_code_key in the column's own collation: no pattern operator class.
+LAST_CODE_POINT = "\U0010ffff"
+
+
+@dataclass(frozen=True)
+class RollupQuery:
+    """`GET /v1/rollups?prefix=P[&at=|&as_of=]`: one prefix, and at most one of the two times."""
+
+    prefix: str
+    at: dt.datetime | None = None
+    as_of: dt.date | None = None
+
+
+def parse_rollup_query(pairs: Sequence[tuple[str, str]]) -> RollupQuery:
+    """A prefix is the start of an account code: 1-64 of `A-Za-z0-9_.:-`, taken literally (no
+    character is a wildcard; `%` and `*`, which no code holds, are refused as such)."""
+    args = _single_query_args(pairs, allowed=frozenset({"prefix", "at", "as_of"}))
+    prefix = args.get("prefix")
+    if prefix is None or prefix == "":
+        raise ValidationError("prefix is required: the start of account codes, e.g. wallet:")
+    if _CODE_POSITION.fullmatch(prefix) is None:
+        raise ValidationError(
+            "prefix must be the start of an account code: 1-64 of A-Za-z0-9_.:- "
+            "(taken literally: there are no wildcards)"
+        )
+    if "at" in args and "as_of" in args:
+        raise ValidationError("give as_of or at, not both")
+    return RollupQuery(
+        prefix=prefix,
+        at=parse_instant(args["at"], field="at") if "at" in args else None,
+        as_of=parse_as_of(args["as_of"]) if "as_of" in args else None,
+    )
+
+
+def _single_query_args(
+    pairs: Sequence[tuple[str, str]], *, allowed: frozenset[str]
+) -> dict[str, str]:
+    args: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in allowed:
+            raise ValidationError(
+                f"unknown query parameter {name}; this read takes {', '.join(sorted(allowed))}"
+            )
+        if name in args:
+            raise ValidationError(f"query parameter {name} is given twice")
+        args[name] = value
+    return args
+
+
+def _codes_starting_with(scope: LedgerScope, prefix: str) -> sa.ColumnElement[bool]:
+    """The scope's accounts whose code starts with `prefix`: one range of
+    accounts_ledger_code_key, and starts_with on the rows it yields (a collation that does not
+    order by code point may let in a code that does not start with the prefix)."""
+    return sa.and_(
+        accounts.c.ledger_id == scope.ledger_id,
+        accounts.c.code >= prefix,
+        accounts.c.code < prefix + LAST_CODE_POINT,
+        sa.func.starts_with(accounts.c.code, prefix),
+    )
+
+
+def rollup(
+    scope: LedgerScope, conn: Connection, query_args: Sequence[tuple[str, str]] = ()
+) -> dict[str, Any]:
+    """`GET /v1/rollups`: the trial-balance columns summed per currency over the accounts whose
+    code starts with the prefix: current balances, the balances at an instant (`at`: accounts
+    that existed then), or a closed day's snapshot (`as_of`: the accounts it holds; 404 if the
+    day is not closed). One statement, one range of the codes' index; no walk of postings
+    beyond one index lookup per account for `at`."""
+    query = parse_rollup_query(query_args)
+    matching = _codes_starting_with(scope, query.prefix)
+    account_rows = sa.join(accounts, balances, balances.c.account_id == accounts.c.id)
+    if query.as_of is not None:
+        balance: sa.ColumnElement[Any] = balance_snapshots.c.balance
+        account_rows = account_rows.join(
+            balance_snapshots,
+            sa.and_(
+                balance_snapshots.c.ledger_id == scope.ledger_id,
+                balance_snapshots.c.close_date == query.as_of,
+                balance_snapshots.c.account_id == accounts.c.id,
+            ),
+        )
+    elif query.at is not None:
+        balance = _posted_balance_at(accounts.c.id, query.at)
+        matching = sa.and_(matching, accounts.c.created_at <= query.at)
+    else:
+        balance = balances.c.balance
+    debit, credit = _trial_balance_columns(balance, balances.c.normal_side)
+    per_currency = (
+        sa.select(
+            accounts.c.currency,
+            sa.func.count().label("accounts"),
+            sa.func.sum(debit).label("debit"),
+            sa.func.sum(credit).label("credit"),
+        )
+        .select_from(account_rows)
+        .where(matching)
+        .group_by(accounts.c.currency)
+    )
+    if query.as_of is None:
+        rows = scope.fetch(conn, per_currency)
+    else:
+        # The day's close (none: 404) left-joined to the rollup of its snapshot.
+        closed = scope.nested(
+            sa.select(daily_closes.c.close_date).where(
+                daily_closes.c.ledger_id == scope.ledger_id,
+                daily_closes.c.close_date == query.as_of,
+            )
+        ).lateral("closed")
+        totals = scope.nested(per_currency).lateral("totals")
+        rows = scope.fetch(
+            conn,
+            sa.select(closed.c.close_date, totals.c.currency, totals.c.accounts,
+                      totals.c.debit, totals.c.credit)
+            .select_from(closed.outerjoin(totals, sa.true())),
+        )  # fmt: skip
+        if not rows:
+            raise NotFound(f"no daily close for {query.as_of.isoformat()}")
+        rows = [row for row in rows if row.currency is not None]
+    rows = sorted(rows, key=lambda row: row.currency)
+    answer: dict[str, Any] = {
+        "prefix": query.prefix,
+        "accounts": sum(int(row.accounts) for row in rows),
+        "totals": [
+            {"currency": row.currency, "debit": int(row.debit), "credit": int(row.credit)}
+            for row in rows
+        ],
+    }
+    if query.at is not None:
+        answer["at"] = _render_instant(query.at)
+    if query.as_of is not None:
+        answer["as_of"] = query.as_of.isoformat()
+    return answer

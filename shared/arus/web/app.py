@@ -347,6 +347,10 @@ def _register_reads(app: Flask, ledger: Resources) -> None:
             return read(reads.balances_at, request.args.get("at"), paged=True)
         return read(reads.balances_as_of, request.args.get("as_of"), paged=True)
 
+    @app.get("/v1/rollups")
+    def rollups() -> Response:
+        return read(reads.rollup, _query())
+
 
 def _query() -> list[tuple[str, str]]:
     """The query string's name-value pairs, repeats kept (the filters refuse them)."""

@@ -309,6 +309,27 @@ SCHEMAS: dict[str, Any] = {
     "AccountBalanceAt": _object(
         ["account_id", "at", "balance"], {"account_id": UUID, "at": INSTANT, "balance": INT64}
     ),
+    "Rollup": _object(
+        ["prefix", "accounts", "totals"],
+        {
+            "prefix": {"type": "string", "pattern": f"^{ACCOUNT_CODE_PATTERN}$"},
+            "accounts": {"type": "integer", "minimum": 0},
+            "totals": {
+                "type": "array",
+                "description": "one per currency of the accounts summed, by currency",
+                "items": _object(
+                    ["currency", "debit", "credit"],
+                    {
+                        "currency": CURRENCY,
+                        "debit": {"type": "integer", "minimum": 0},
+                        "credit": {"type": "integer", "minimum": 0},
+                    },
+                ),
+            },
+            "at": {**INSTANT, "description": "the instant asked for, when asked for"},
+            "as_of": {**DATE, "description": "the closed day asked for, when asked for"},
+        },
+    ),
     "Health": _object(["status"], {"status": {"type": "string"}}),
     "RelayOutcome": {"type": "object"},
     "Closes": {"type": "object"},
@@ -470,6 +491,30 @@ def document() -> dict[str, Any]:
                     {"name": "at", "in": "query", "schema": INSTANT},
                 ],
                 operationId="balances",
+            )
+        },
+        "/v1/rollups": {
+            "get": _read(
+                "Rollup",
+                [
+                    {
+                        "name": "prefix",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": f"^{ACCOUNT_CODE_PATTERN}$"},
+                        "description": "the start of the codes summed, taken literally "
+                        "(`wallet:` covers `wallet:ana` and `wallet:ana:savings`)",
+                    },
+                    {"name": "at", "in": "query", "schema": INSTANT},
+                    {"name": "as_of", "in": "query", "schema": DATE},
+                ],
+                operationId="rollup",
+                description="The trial-balance columns (a balance on its account's normal "
+                "side is that side's column, a negative one the other's) summed per currency "
+                "over every account whose code starts with `prefix`: current balances; with "
+                "`at`, the balances at that instant, over the accounts that existed then; "
+                "with `as_of`, the daily close of that day (404 if it is not closed). `at` and "
+                "`as_of` together are a 422.",
             )
         },
         "/healthz": {
