@@ -313,6 +313,39 @@ def test_a_batch_item_cannot_post_or_reverse_another_entry(api, ledger, posting_
     assert refused.value.orig.args[0].get("H") == "validation_error"
 
 
+_LINES = [
+    {"account_code": "equity", "direction": "debit", "amount": 7},
+    {"account_code": "cash", "direction": "credit", "amount": 7},
+]
+_ERROR = {"code": "validation_error", "status": 422, "message": "refused by the commands"}
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        pytest.param([{"key": "dup", "fingerprint": "f", "lines": _LINES}] * 2, id="one key twice"),
+        pytest.param([{"fingerprint": "f", "lines": _LINES}], id="no key"),
+        pytest.param([{"key": "k1", "fingerprint": "f", "lines": _LINES},
+                      {"key": "k1", "error": _ERROR, "lines": []}], id="an error item with a key"),
+    ],
+)  # fmt: skip
+def test_a_batch_claims_one_key_per_item(api, ledger, posting_engine, engine, items):
+    """Claims are matched back to items by key: two items under one key, or an item the commands
+    refused sharing a new item's key, would be written under a single claim (or none)."""
+    api.account(ledger, "cash", allow_negative=True)
+    api.account(ledger, "equity", "equity", allow_negative=True)
+    with posting_engine.connect() as conn, pytest.raises(sa.exc.DBAPIError) as refused:
+        conn.execute(
+            sa.text("SELECT arus_post_batch(:key_id, :secret_hash, CAST(:items AS jsonb), false)"),
+            {**ledger.credentials.as_params(), "items": json.dumps(items)},
+        )
+    assert refused.value.orig.args[0].get("H") == "validation_error"
+    with engine.connect() as conn:
+        written = conn.execute(sa.text("SELECT count(*) FROM entries WHERE ledger_id = :l"),
+                               {"l": ledger.ledger_id}).scalar_one()  # fmt: skip
+    assert written == 0
+
+
 def test_writes_refuse_a_snapshot_older_than_the_statement(api, ledger, owner_database_url):
     """At REPEATABLE READ a caller would have the closed-day and expiry judgements made on a
     snapshot from before the close or the sweep it races."""

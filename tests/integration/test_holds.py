@@ -352,3 +352,39 @@ def test_a_retried_hold_replays_after_its_expiry(api, wallet):
     again = post(api, wallet, "/v1/entries", body, key="hold-retry")
     assert (first.status_code, again.status_code) == (201, 200), again.get_json()
     assert again.get_json() == first.get_json() and again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_a_locked_account_defers_only_its_own_expired_holds(api, wallet, other_ledger, engine):
+    """The sweep spans every ledger: a transaction that keeps one account's balance row locked
+    (any tenant's, however long) must not hold back the sweep of the others (it skips what it
+    cannot lock and expires the rest; the skipped entry waits for a later sweep)."""
+    api.account(other_ledger, "cash", allow_negative=True)
+    api.account(other_ledger, "wallet", "liability")
+    api.account(other_ledger, "merchant", "liability")
+    assert api.transfer(other_ledger, "cash", "wallet", 1_000).status_code == 201
+    stuck = post(api, wallet, "/v1/entries", _hold("wallet", "merchant", 100)).get_json()
+    swept = post(api, other_ledger, "/v1/entries", _hold("wallet", "merchant", 100)).get_json()
+    with engine.begin() as conn:  # as the owner: both holds expired a second ago
+        conn.execute(
+            sa.text(
+                "UPDATE holds SET expires_at = now() - interval '1 second' "
+                "WHERE entry_id IN (:a, :b)"
+            ),
+            {"a": stuck["id"], "b": swept["id"]},
+        )
+    blocker = engine.connect()
+    try:
+        blocker.begin()
+        blocker.execute(sa.text("SELECT 1 FROM balances b JOIN accounts a ON a.id = b.account_id "
+                                "WHERE a.ledger_id = :l AND a.code = 'merchant' FOR UPDATE"),
+                        {"l": wallet.ledger_id})  # fmt: skip
+        started = time.monotonic()
+        assert gateway.expire_holds(engine) >= 1  # other tests' expired holds may be due too
+        assert time.monotonic() - started < 2, "the sweep waited for the locked account"
+        assert entry(api, other_ledger, swept["id"])["status"] == "expired"
+        assert entry(api, wallet, stuck["id"])["status"] == "pending"
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert gateway.expire_holds(engine) >= 1, "the deferred entry is swept once the lock is gone"
+    assert entry(api, wallet, stuck["id"])["status"] == "expired"

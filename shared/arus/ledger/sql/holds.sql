@@ -3,8 +3,8 @@
 -- pending_credits (posting.sql writes them); each pending entry has exactly one outcome.
 
 -- Locks, in ascending account id (the engine's lock order), the balance rows of the accounts
--- that the given pending entries hold funds on. A post, a void and the expiry sweep take these
--- locks before they claim an outcome: a spend that judged a hold expired has committed before
+-- that the given pending entries of a ledger hold funds on. A post and a void take these locks
+-- before they claim an outcome, and the expiry sweep takes them (without waiting) too: a spend that judged a hold expired has committed before
 -- a capture of that hold judges its expiry (so the capture answers pending_expired, never
 -- insufficient_funds), and a sweep never waits for an outcome while holding a balance lock.
 CREATE OR REPLACE FUNCTION arus_lock_hold_accounts(p_ledger uuid, p_entries uuid[])
@@ -12,8 +12,7 @@ RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM 1 FROM balances
     WHERE account_id IN (SELECT account_id FROM pending_postings
-                         WHERE entry_id = ANY (p_entries)
-                           AND (p_ledger IS NULL OR ledger_id = p_ledger))
+                         WHERE entry_id = ANY (p_entries) AND ledger_id = p_ledger)
     ORDER BY account_id
     FOR UPDATE;
 END $$;
@@ -141,11 +140,13 @@ END $$;
 
 -- The sweep: records the outcome of up to p_limit pending entries past their expires_at,
 -- releases their holds and emits `entry.voided` for each (status "expired"). Tidying only:
--- an expired hold stopped counting at its instant. Returns how many entries it expired.
+-- an expired hold stopped counting at its instant. Returns how many entries it expired; an
+-- entry whose accounts another transaction has locked waits for a later sweep.
 CREATE OR REPLACE FUNCTION arus_expire_holds(p_limit int) RETURNS int
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v_due uuid[];
+    v_locked uuid[];
     v_expired uuid[];
     v_event record;
 BEGIN
@@ -156,7 +157,18 @@ BEGIN
     PERFORM arus_require_read_committed();
     v_due := ARRAY(SELECT DISTINCT entry_id FROM holds WHERE expires_at <= clock_timestamp()
                    ORDER BY entry_id LIMIT p_limit);
-    PERFORM arus_lock_hold_accounts(NULL, v_due);
+    -- The sweep spans every ledger, so it never waits for a balance row: a writer holding one
+    -- (an open transaction of any tenant, however long) only defers the entries holding funds
+    -- on that account to a later sweep. Their holds stopped counting at expiry all the same.
+    v_locked := ARRAY(SELECT account_id FROM balances
+                      WHERE account_id IN (SELECT account_id FROM pending_postings
+                                           WHERE entry_id = ANY (v_due))
+                      ORDER BY account_id
+                      FOR UPDATE SKIP LOCKED);
+    v_due := ARRAY(SELECT d.entry_id FROM unnest(v_due) AS d (entry_id)
+                   WHERE NOT EXISTS (SELECT 1 FROM pending_postings p
+                                     WHERE p.entry_id = d.entry_id
+                                       AND p.account_id <> ALL (v_locked)));
     WITH claimed AS (
         INSERT INTO pending_outcomes (entry_id, ledger_id, outcome)
         SELECT id, ledger_id, 'expired' FROM entries WHERE id = ANY (v_due) ORDER BY id

@@ -434,6 +434,20 @@ BEGIN
         RAISE EXCEPTION 'a batch is an array of entries, none of which posts or reverses another'
             USING ERRCODE = 'P0001', HINT = 'validation_error';
     END IF;
+    -- Claims are matched to their items by key: each new item has a key of its own, and an item
+    -- the commands refused carries its error and nothing else.
+    IF EXISTS (
+        SELECT 1 FROM jsonb_array_elements(p_items) AS i (value)
+        WHERE NOT i.value ? 'error'
+        GROUP BY i.value ->> 'key'
+        HAVING count(*) > 1 OR i.value ->> 'key' IS NULL
+    ) OR EXISTS (
+        SELECT 1 FROM jsonb_array_elements(p_items) AS i (value)
+        WHERE i.value ? 'error' AND i.value - 'error' <> '{}'
+    ) THEN
+        RAISE EXCEPTION 'each entry of a batch has an idempotency key of its own'
+            USING ERRCODE = 'P0001', HINT = 'validation_error';
+    END IF;
     IF EXISTS (
         SELECT 1 FROM jsonb_array_elements(p_items) AS i (value)
         WHERE NOT i.value ? 'error' AND NOT arus_lines_ok(i.value -> 'lines')
