@@ -565,23 +565,31 @@ def rollup(
     beyond one index lookup per account for `at`."""
     query = parse_rollup_query(query_args)
     matching = _codes_starting_with(scope, query.prefix)
-    account_rows = sa.join(accounts, balances, balances.c.account_id == accounts.c.id)
+    # Each account's balance and normal side, looked up per account of the range by primary
+    # key (OFFSET 0 keeps the lateral from being flattened into a join, which the planner may
+    # answer by reading every ledger's balances): the cost follows the prefix's accounts.
+    balance_row = (
+        sa.select(balances.c.normal_side)
+        .select_from(balances)
+        .where(balances.c.account_id == accounts.c.id)
+    )
     if query.as_of is not None:
-        balance: sa.ColumnElement[Any] = balance_snapshots.c.balance
-        account_rows = account_rows.join(
+        balance_row = balance_row.add_columns(balance_snapshots.c.balance).join(
             balance_snapshots,
             sa.and_(
                 balance_snapshots.c.ledger_id == scope.ledger_id,
                 balance_snapshots.c.close_date == query.as_of,
-                balance_snapshots.c.account_id == accounts.c.id,
+                balance_snapshots.c.account_id == balances.c.account_id,
             ),
         )
-    elif query.at is not None:
-        balance = _posted_balance_at(accounts.c.id, query.at)
+    elif query.at is None:
+        balance_row = balance_row.add_columns(balances.c.balance)
+    account_balance = balance_row.offset(0).lateral("account_balance")
+    balance = account_balance.c.balance if query.at is None else (
+        _posted_balance_at(accounts.c.id, query.at))  # fmt: skip
+    if query.at is not None:
         matching = sa.and_(matching, accounts.c.created_at <= query.at)
-    else:
-        balance = balances.c.balance
-    debit, credit = _trial_balance_columns(balance, balances.c.normal_side)
+    debit, credit = _trial_balance_columns(balance, account_balance.c.normal_side)
     per_currency = (
         sa.select(
             accounts.c.currency,
@@ -589,7 +597,7 @@ def rollup(
             sa.func.sum(debit).label("debit"),
             sa.func.sum(credit).label("credit"),
         )
-        .select_from(account_rows)
+        .select_from(accounts.join(account_balance, sa.true()))
         .where(matching)
         .group_by(accounts.c.currency)
     )
