@@ -64,8 +64,13 @@ __all__ = [
     "Page",
     "PayloadTooLargeError",
     "RetryPolicy",
+    "Rollup",
+    "RollupTotal",
     "ServerError",
     "SnapshotBalance",
+    "Statement",
+    "StatementCsv",
+    "StatementLine",
     "TrialBalance",
     "TrialBalanceLine",
     "UnauthenticatedError",
@@ -505,6 +510,96 @@ class BalanceSnapshot:
 
 
 @dataclass(frozen=True)
+class RollupTotal:
+    currency: str
+    debit: int
+    credit: int
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """`GET /v1/rollups`: the trial-balance columns summed over the codes starting with
+    `prefix`, one total per currency (now, at an instant, or as of a closed day)."""
+
+    prefix: str
+    accounts: int
+    totals: list[RollupTotal]
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Rollup:
+        return cls(
+            prefix=str(body["prefix"]),
+            accounts=int(body["accounts"]),
+            totals=[
+                RollupTotal(str(t["currency"]), int(t["debit"]), int(t["credit"]))
+                for t in body["totals"]
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    entry_id: str
+    ledger_seq: int
+    effective_date: str
+    description: str | None
+    direction: Direction
+    amount: int
+    currency: str
+    balance: int  # the running balance after this line
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> StatementLine:
+        return cls(
+            entry_id=str(body["entry_id"]),
+            ledger_seq=int(body["ledger_seq"]),
+            effective_date=str(body["effective_date"]),
+            description=_optional_str(body.get("description")),
+            direction=body["direction"],
+            amount=int(body["amount"]),
+            currency=str(body["currency"]),
+            balance=int(body["balance"]),
+        )
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One page of `GET /v1/accounts/{ref}/statement`: by effective date, with running
+    balances; opening and closing are the same on every page."""
+
+    account_id: str
+    from_date: str
+    to_date: str
+    opening_balance: int
+    closing_balance: int
+    lines: list[StatementLine]
+    next_cursor: str | None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Statement:
+        return cls(
+            account_id=str(body["account_id"]),
+            from_date=str(body["from"]),
+            to_date=str(body["to"]),
+            opening_balance=int(body["opening_balance"]),
+            closing_balance=int(body["closing_balance"]),
+            lines=[StatementLine.from_json(line) for line in body["lines"]],
+            next_cursor=_optional_str(body.get("next_cursor")),
+        )
+
+
+@dataclass(frozen=True)
+class StatementCsv:
+    """One page of a statement as the server's CSV text (a header row, one row per line), with
+    what its headers carry."""
+
+    text: str
+    opening_balance: int
+    closing_balance: int
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
 class NewPosting:
     """One line of a new entry. `amount` is an int of minor units: a float is refused here."""
 
@@ -648,9 +743,10 @@ class ArusClient:
         body: object = None,
         params: Mapping[str, str | int] | None = None,
         idempotency_key: str | None = None,
+        accept: str | None = None,
     ) -> httpx.Response:
         """Send one logical call, retrying transient failures with the same idempotency key."""
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = {} if accept is None else {"Accept": accept}
         content: bytes | None = None
         if body is not None:
             content = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
@@ -925,6 +1021,80 @@ class ArusClient:
             return Page(page.data, page.next_cursor)
 
         return self._iterate(fetch)
+
+    def rollup(
+        self,
+        prefix: str,
+        *,
+        at: dt.datetime | str | None = None,
+        as_of: dt.date | str | None = None,
+    ) -> Rollup:
+        """The trial-balance columns summed per currency over the accounts whose code starts
+        with `prefix` (literally: `wallet:` covers `wallet:ana`): now, at the instant `at`, or
+        from the daily close of `as_of` (404 if not closed). Not both."""
+        params: dict[str, str | int] = {"prefix": prefix}
+        if at is not None:
+            params["at"] = _instant(at)
+        if as_of is not None:
+            params["as_of"] = _date(as_of) or ""
+        return Rollup.from_json(self._get_json("/v1/rollups", params))
+
+    # -- statements --------------------------------------------------------------------------
+
+    @staticmethod
+    def _statement_params(
+        from_date: dt.date | str, to_date: dt.date | str, limit: int | None, cursor: str | None
+    ) -> dict[str, str | int]:
+        return {"from": _date(from_date) or "", "to": _date(to_date) or "",
+                **ArusClient._page_params(limit, cursor)}  # fmt: skip
+
+    def statement(
+        self,
+        ref: str,
+        from_date: dt.date | str,
+        to_date: dt.date | str,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Statement:
+        """One page of the account's statement: postings of entries dated from..to (at most
+        366 days) by effective date, each with the running balance."""
+        return Statement.from_json(self._get_json(
+            f"/v1/accounts/{_segment(ref)}/statement",
+            self._statement_params(from_date, to_date, limit, cursor),
+        ))  # fmt: skip
+
+    def iter_statement_lines(
+        self, ref: str, from_date: dt.date | str, to_date: dt.date | str, *, page_size: int = 100
+    ) -> Iterator[StatementLine]:
+        def fetch(cursor: str | None) -> Page[StatementLine]:
+            page = self.statement(ref, from_date, to_date, limit=page_size, cursor=cursor)
+            return Page(page.lines, page.next_cursor)
+
+        return self._iterate(fetch)
+
+    def statement_csv(
+        self,
+        ref: str,
+        from_date: dt.date | str,
+        to_date: dt.date | str,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> StatementCsv:
+        """One page of the statement as CSV; the next page's cursor is `next_cursor`."""
+        response = self._request(
+            "GET",
+            f"/v1/accounts/{_segment(ref)}/statement",
+            params=self._statement_params(from_date, to_date, limit, cursor),
+            accept="text/csv",
+        )
+        return StatementCsv(
+            text=response.text,
+            opening_balance=int(response.headers["X-Opening-Balance"]),
+            closing_balance=int(response.headers["X-Closing-Balance"]),
+            next_cursor=response.headers.get("X-Next-Cursor"),
+        )
 
 
 def _segment(value: str) -> str:

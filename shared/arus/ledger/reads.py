@@ -26,6 +26,7 @@ from arus.ledger.commands import (
     parse_account_filters,
     parse_account_ref,
     parse_as_of,
+    parse_date,
     parse_entry_filters,
     parse_instant,
 )
@@ -42,6 +43,7 @@ from arus.ledger.schema import (
 from arus.rules import ACCOUNT_CODE_PATTERN, INT64_MAX
 
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
+_PAGING = frozenset({"limit", "cursor"})
 _CODE_POSITION = re.compile(ACCOUNT_CODE_PATTERN)  # string cursors carry an account code
 
 
@@ -635,3 +637,220 @@ def rollup(
     if query.as_of is not None:
         answer["as_of"] = query.as_of.isoformat()
     return answer
+
+
+# --- statements (SPEC §3.5) ---------------------------------------------------------------
+
+MAX_STATEMENT_DAYS = 366  # from..to, both days included: a year, leap or not
+
+
+@dataclass(frozen=True)
+class StatementPosition:
+    """Where a statement's page ended: its last line's (effective_date, ledger_seq, position)."""
+
+    effective_date: dt.date
+    ledger_seq: int
+    position: int
+
+
+@dataclass(frozen=True)
+class StatementQuery:
+    start: dt.date
+    end: dt.date
+    after: StatementPosition | None  # the cursor's position: lines after it
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One page of an account's statement. `lines` are dicts with the JSON line's fields."""
+
+    account_id: uuid.UUID
+    start: dt.date
+    end: dt.date
+    opening_balance: int
+    closing_balance: int
+    lines: list[dict[str, Any]]
+    next_cursor: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "account_id": str(self.account_id),
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "opening_balance": self.opening_balance,
+            "closing_balance": self.closing_balance,
+            "lines": self.lines,
+            "next_cursor": self.next_cursor,
+        }
+
+
+STATEMENT_LINE_FIELDS = ("entry_id", "ledger_seq", "effective_date", "description", "direction",
+                         "amount", "currency", "balance")  # fmt: skip
+
+
+def parse_statement_query(
+    pairs: Sequence[tuple[str, str]], cursor: str | None
+) -> tuple[StatementQuery, uuid.UUID | None]:
+    """`?from=D1&to=D2` (both required, D1 <= D2, at most MAX_STATEMENT_DAYS days with both
+    ends), and the account the cursor claims, checked by the caller once the account is known.
+    `limit` and `cursor` are among `pairs` too when the request has them: they are parsed apart
+    (parse_limit, and `cursor` as given)."""
+    args = _single_query_args(pairs, allowed=frozenset({"from", "to", *_PAGING}))
+    missing = [name for name in ("from", "to") if name not in args]
+    if missing:
+        raise ValidationError(f"{' and '.join(missing)} required: a date as YYYY-MM-DD")
+    start, end = parse_date(args["from"], field="from"), parse_date(args["to"], field="to")
+    if start > end:
+        raise ValidationError("from is after to")
+    if (end - start).days >= MAX_STATEMENT_DAYS:
+        raise ValidationError(f"a statement covers at most {MAX_STATEMENT_DAYS} days")
+    claimed = _decode_statement_cursor(cursor, start=start, end=end)
+    if claimed is None:
+        return StatementQuery(start, end, None), None
+    account_id, after = claimed
+    return StatementQuery(start, end, after), account_id
+
+
+def _statement_cursor(account_id: uuid.UUID, query: StatementQuery, last: Any) -> str:
+    return encode_cursor({
+        "statement": [str(account_id), query.start.isoformat(), query.end.isoformat()],
+        "after": [last.effective_date.isoformat(), int(last.ledger_seq), int(last.position)],
+    })  # fmt: skip
+
+
+def _decode_statement_cursor(
+    cursor: str | None, *, start: dt.date, end: dt.date
+) -> tuple[uuid.UUID, StatementPosition] | None:
+    """The account and position a statement cursor carries; a cursor of another statement
+    (another range; the account is checked by the caller), forged or foreign, is a 422."""
+    if cursor is None:
+        return None
+    refused = ValidationError("cursor is not a cursor this statement returned")
+    try:
+        position = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        account, claimed_start, claimed_end = position["statement"]
+        day, seq, line = position["after"]
+        after = StatementPosition(dt.date.fromisoformat(day), seq, line)
+        account_id = uuid.UUID(account)
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError, AttributeError):
+        raise refused from None
+    if (
+        [claimed_start, claimed_end] != [start.isoformat(), end.isoformat()]
+        or not start <= after.effective_date <= end
+        or not all(isinstance(n, int) and not isinstance(n, bool) for n in (seq, line))
+        or not (1 <= seq <= INT64_MAX and 1 <= line <= 32767)
+    ):
+        raise refused
+    return account_id, after
+
+
+def _signed_amount(normal_side: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """A posting's amount as it moves its account's balance (signed by the normal side, as
+    balances are), in numeric: sums of them cannot overflow."""
+    amount = sa.cast(postings.c.amount, sa.Numeric)
+    return sa.case((postings.c.direction == normal_side, amount), else_=-amount)
+
+
+def account_statement(
+    scope: LedgerScope,
+    conn: Connection,
+    raw_ref: str,
+    query_args: Sequence[tuple[str, str]] = (),
+    *,
+    limit: int,
+    cursor: str | None,
+) -> Statement:
+    """`GET /v1/accounts/{id-or-code}/statement?from=&to=`: the account's posted postings of
+    entries dated from..to in (effective_date, ledger_seq, position) order, each with the
+    running balance; opening = entries dated before `from`, closing = through `to`.
+
+    One statement: the account (none: 404), one pass over its postings (postings_account_idx,
+    entries by primary key) for the opening, the closing and the balance before the page, and
+    one page of lines. The running balance of a page is computed from the journal, never from
+    the cursor (which carries only a position), so the last line of the last page always
+    reads the closing balance, even when a back-dated entry lands between two pages.
+    """
+    query, cursor_account = parse_statement_query(query_args, cursor)
+    account = scope.nested(
+        sa.select(accounts.c.id, balances.c.normal_side)
+        .join_from(accounts, balances, balances.c.account_id == accounts.c.id)
+        .where(_account_filter(scope, raw_ref))
+    ).lateral("account")
+    signed = _signed_amount(account.c.normal_side)
+    # Lines up to the cursor's position: those of the pages before this one.
+    through_cursor: sa.ColumnElement[bool] = sa.false()
+    if query.after is not None:
+        through_cursor = sa.tuple_(
+            entries.c.effective_date, entries.c.ledger_seq, postings.c.position
+        ) <= sa.tuple_(
+            sa.literal(query.after.effective_date, sa.Date),
+            sa.literal(query.after.ledger_seq, sa.BigInteger),
+            sa.literal(query.after.position, sa.SmallInteger),
+        )
+    # The account is the ledger's, and so are its postings and their entries (foreign keys).
+    sums = (
+        sa.select(
+            sa.func.coalesce(
+                sa.func.sum(signed).filter(entries.c.effective_date < query.start), 0
+            ).label("opening"),
+            sa.func.coalesce(sa.func.sum(signed), 0).label("closing"),
+            sa.func.coalesce(
+                sa.func.sum(signed).filter(entries.c.effective_date >= query.start, through_cursor),
+                0,
+            ).label("before_page"),
+        )
+        .join_from(postings, entries, entries.c.id == postings.c.entry_id)
+        .where(postings.c.account_id == account.c.id, entries.c.effective_date <= query.end)
+    ).lateral("sums")
+    page = (
+        sa.select(
+            entries.c.id.label("entry_id"), entries.c.ledger_seq, entries.c.effective_date,
+            entries.c.description, postings.c.direction, postings.c.amount,
+            postings.c.currency, postings.c.position, signed.label("signed_amount"),
+        )
+        .join_from(postings, entries, entries.c.id == postings.c.entry_id)
+        .where(
+            postings.c.account_id == account.c.id,
+            entries.c.effective_date >= query.start,
+            entries.c.effective_date <= query.end,
+        )
+        .order_by(entries.c.effective_date, entries.c.ledger_seq, postings.c.position)
+        .limit(limit + 1)
+    )  # fmt: skip
+    if query.after is not None:
+        page = page.where(sa.not_(through_cursor))
+    page_rows = page.lateral("page")
+    rows = scope.fetch(
+        conn,
+        sa.select(account.c.id.label("account_id"), sums, page_rows)
+        .select_from(account.join(sums, sa.true()).outerjoin(page_rows, sa.true()))
+        .order_by(page_rows.c.effective_date, page_rows.c.ledger_seq, page_rows.c.position),
+    )
+    if not rows:
+        raise NotFound(f"no account {raw_ref}")
+    first = rows[0]
+    if cursor_account is not None and cursor_account != first.account_id:
+        raise ValidationError("cursor is not a cursor this statement returned")
+    found = sorted((row for row in rows if row.entry_id is not None),
+                   key=lambda row: (row.effective_date, row.ledger_seq, row.position))  # fmt: skip
+    more = len(found) > limit
+    found = found[:limit]
+    running = int(first.opening) + int(first.before_page)
+    lines = []
+    for row in found:
+        running += int(row.signed_amount)
+        lines.append({
+            "entry_id": str(row.entry_id), "ledger_seq": int(row.ledger_seq),
+            "effective_date": row.effective_date.isoformat(), "description": row.description,
+            "direction": row.direction, "amount": int(row.amount), "currency": row.currency,
+            "balance": running,
+        })  # fmt: skip
+    return Statement(
+        account_id=first.account_id,
+        start=query.start,
+        end=query.end,
+        opening_balance=int(first.opening),
+        closing_balance=int(first.closing),
+        lines=lines,
+        next_cursor=_statement_cursor(first.account_id, query, found[-1]) if more else None,
+    )

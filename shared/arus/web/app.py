@@ -12,8 +12,10 @@ route runs (`_register_api`): a NUL or bytes that are not UTF-8 are a 422, never
 
 from __future__ import annotations
 
+import csv
 import functools
 import hmac
+import io
 import logging
 import threading
 import uuid
@@ -279,8 +281,14 @@ def _register_pending_action(
 
 
 def _register_reads(app: Flask, ledger: Resources) -> None:
-    def read(use_case: Callable[..., Any], *args: Any, paged: bool = False) -> Response:
+    def read(
+        use_case: Callable[..., Any],
+        *args: Any,
+        paged: bool = False,
+        render: Callable[[Any], Response] | None = None,
+    ) -> Response:
         """One round trip: the use case's statement carries the key check (auth.Caller).
+        The result is JSON, or what `render` makes of it.
 
         A read changes nothing, so on a connection found dead (lost without the server's close
         reaching us, which the pool's checkout cannot see) it is repeated once on a fresh one.
@@ -307,6 +315,8 @@ def _register_reads(app: Flask, ledger: Resources) -> None:
             except sa.exc.DBAPIError as exc:
                 if not (exc.connection_invalidated and attempt == 1):
                     raise
+        if render is not None:
+            return render(result)
         body = result.to_json() if isinstance(result, reads.Page) else result
         return json_response(body, 200)
 
@@ -350,6 +360,51 @@ def _register_reads(app: Flask, ledger: Resources) -> None:
     @app.get("/v1/rollups")
     def rollups() -> Response:
         return read(reads.rollup, _query())
+
+    @app.get("/v1/accounts/<ref>/statement")
+    def account_statement(ref: str) -> Response:
+        """JSON, or CSV when the request's Accept prefers text/csv (`_statement_csv`)."""
+        wants_csv = request.accept_mimetypes.best_match(STATEMENT_TYPES) == "text/csv"
+        render = _statement_csv if wants_csv else _statement_json
+        return read(reads.account_statement, ref, _query(), paged=True, render=render)
+
+
+# What a statement is served as; JSON, the first, unless the request's Accept prefers CSV.
+STATEMENT_TYPES = ["application/json", "text/csv"]
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _statement_json(statement: reads.Statement) -> Response:
+    return json_response(statement.to_json(), 200, {"Vary": "Accept"})
+
+
+def _statement_csv(statement: reads.Statement) -> Response:
+    """A statement page as CSV (RFC 4180): a header row of the JSON line's fields, then one
+    row per line. What the JSON carries beside its lines goes in headers: X-Account-Id,
+    X-Statement-From, X-Statement-To, X-Opening-Balance, X-Closing-Balance, and X-Next-Cursor
+    when there is a next page (pass it as `cursor`, as with JSON). A description that starts
+    with = + - @ or a tab or carriage return gets a leading ' so no spreadsheet runs it."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(reads.STATEMENT_LINE_FIELDS)
+    for line in statement.lines:
+        description = line["description"] or ""
+        if description.startswith(_FORMULA_STARTS):
+            description = "'" + description
+        writer.writerow([description if field == "description" else line[field]
+                         for field in reads.STATEMENT_LINE_FIELDS])  # fmt: skip
+    headers = {
+        "Vary": "Accept",
+        "X-Account-Id": str(statement.account_id),
+        "X-Statement-From": statement.start.isoformat(),
+        "X-Statement-To": statement.end.isoformat(),
+        "X-Opening-Balance": str(statement.opening_balance),
+        "X-Closing-Balance": str(statement.closing_balance),
+    }
+    if statement.next_cursor is not None:
+        headers["X-Next-Cursor"] = statement.next_cursor
+    return Response(out.getvalue(), 200, headers, mimetype="text/csv")
 
 
 def _query() -> list[tuple[str, str]]:

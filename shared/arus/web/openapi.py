@@ -330,6 +330,58 @@ SCHEMAS: dict[str, Any] = {
             "as_of": {**DATE, "description": "the closed day asked for, when asked for"},
         },
     ),
+    "StatementLine": _object(
+        [
+            "entry_id",
+            "ledger_seq",
+            "effective_date",
+            "description",
+            "direction",
+            "amount",
+            "currency",
+            "balance",
+        ],
+        {
+            "entry_id": UUID,
+            "ledger_seq": {"type": "integer", "minimum": 1},
+            "effective_date": DATE,
+            "description": _nullable({"type": "string"}),
+            "direction": {"type": "string", "enum": list(DIRECTIONS)},
+            "amount": AMOUNT,
+            "currency": CURRENCY,
+            "balance": {
+                "type": "integer",
+                "description": "the running balance: opening_balance plus the lines through "
+                "this one, across pages",
+            },
+        },
+    ),
+    "Statement": _object(
+        [
+            "account_id",
+            "from",
+            "to",
+            "opening_balance",
+            "closing_balance",
+            "lines",
+            "next_cursor",
+        ],
+        {
+            "account_id": UUID,
+            "from": DATE,
+            "to": DATE,
+            "opening_balance": {
+                "type": "integer",
+                "description": "the posted postings of entries dated before `from`",
+            },
+            "closing_balance": {
+                "type": "integer",
+                "description": "the posted postings of entries dated through `to`, on every page",
+            },
+            "lines": {"type": "array", "items": _ref("StatementLine")},
+            "next_cursor": _nullable({"type": "string"}),
+        },
+    ),
     "Health": _object(["status"], {"status": {"type": "string"}}),
     "RelayOutcome": {"type": "object"},
     "Closes": {"type": "object"},
@@ -417,6 +469,53 @@ def _read(answer: str, parameters: list[dict[str, Any]], **extra: Any) -> dict[s
         "parameters": parameters,
         "responses": {"200": _json(answer, "found"), **_errors(*READ_ERRORS)},
         **extra,
+    }
+
+
+STATEMENT_CSV_HEADERS = {
+    "X-Account-Id": ("the account", UUID),
+    "X-Statement-From": ("from", DATE),
+    "X-Statement-To": ("to", DATE),
+    "X-Opening-Balance": ("opening_balance", {"type": "string", "pattern": "^-?[0-9]+$"}),
+    "X-Closing-Balance": ("closing_balance", {"type": "string", "pattern": "^-?[0-9]+$"}),
+    "X-Next-Cursor": ("next_cursor; absent on the last page", {"type": "string"}),
+}
+
+
+def _statement() -> dict[str, Any]:
+    """`GET /v1/accounts/{ref}/statement`: JSON, or CSV when Accept prefers text/csv."""
+    day = {"type": "string", "format": "date"}
+    return {
+        "operationId": "accountStatement",
+        "description": "An account's posted postings by effective date: the lines of entries "
+        "dated `from`..`to` (at most 366 days, both included) in (effective_date, ledger_seq, "
+        "position) order, each with the running balance, a page at a time; pending entries "
+        "have no postings and are not lines. Balances are signed by the account's normal "
+        "side. `Accept: text/csv` gives the page as CSV (RFC 4180): a header row "
+        "(entry_id, ledger_seq, effective_date, description, direction, amount, currency, "
+        "balance) and one row per line; the rest of the JSON answer is in the X-* headers, "
+        "the next page's cursor in X-Next-Cursor. A CSV description that starts with = + - @, "
+        "a tab or a carriage return is prefixed with ' (no spreadsheet runs it).",
+        "parameters": [
+            REF,
+            {"name": "from", "in": "query", "required": True, "schema": day},
+            {"name": "to", "in": "query", "required": True, "schema": day},
+            *PAGING,
+        ],
+        "responses": {
+            "200": {
+                "description": "one page of the statement",
+                "headers": {
+                    name: {"description": f"text/csv only: {what}", "schema": schema}
+                    for name, (what, schema) in STATEMENT_CSV_HEADERS.items()
+                },
+                "content": {
+                    "application/json": {"schema": _ref("Statement")},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            },
+            **_errors(*READ_ERRORS),
+        },
     }
 
 
@@ -517,6 +616,7 @@ def document() -> dict[str, Any]:
                 "`as_of` together are a 422.",
             )
         },
+        "/v1/accounts/{ref}/statement": {"get": _statement()},
         "/healthz": {
             "get": {
                 "operationId": "healthz",
