@@ -1,12 +1,12 @@
-"""The plans of the filtered reads and of balances at an instant, on a ledger of 100,000+ postings.
+"""The plans of the reads (filters, instants, rollups, statements) on 100,000+ postings.
 
     python loadtest/explain_reads.py --out docs/reports/explain-reads.md
 
 A scratch embedded PostgreSQL (the `make bench` set-up: 10,000 accounts), then 60,000 entries
 (120,000 postings) through the engine's batch call: effective dates over 60 days, metadata on
-every entry, one hold in fifty. After VACUUM ANALYZE, each read runs exactly as the API runs it
-(the statement `arus.ledger.reads` builds, behind the key check of `access.Caller`) under
-`EXPLAIN (ANALYZE, BUFFERS)`, and the report keeps each plan.
+every entry, one hold in fifty; then yesterday is closed. After VACUUM ANALYZE, each read runs
+exactly as the API runs it (the statement `arus.ledger.reads` builds, behind the key check of
+`access.Caller`) under `EXPLAIN (ANALYZE, BUFFERS)`, and the report keeps each plan.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench import Bench
+from bench import Bench, Target
 
 ENTRIES, BATCH = 60_000, 1_000
 DAYS = 60
@@ -57,7 +57,7 @@ class ExplainingCaller(Caller):
         return []
 
 
-def load(bench: Bench) -> None:
+def load(bench: Target) -> None:
     # Beside the bench's 10,001 USD asset accounts: 300 EUR revenue accounts with metadata.
     bench.sql(f"""
         WITH a AS (
@@ -89,16 +89,27 @@ def load(bench: Bench) -> None:
                 bench.key_id, bench.secret_hash, json.dumps(items).replace("'", "''")
             )
         )
+    # Yesterday closed, for the rollup of a closed day: the ledger and its accounts made to
+    # exist before it, so that its snapshot holds every account.
+    for table, key in (("ledgers", "id"), ("accounts", "ledger_id")):
+        bench.sql(f"UPDATE {table} SET created_at = created_at - interval '2 days' "
+                  f"WHERE {key} = '{bench.ledger_id}'")  # fmt: skip
+    yesterday = (today - dt.timedelta(days=1)).isoformat()
+    report = bench.sql(f"SELECT arus_close_day('{bench.ledger_id}', '{yesterday}')")[0][0]
+    assert report["ok"], report
     bench.sql("VACUUM ANALYZE")
 
 
-def explain(bench: Bench) -> list[tuple[str, str, str]]:
+def explain(bench: Target) -> list[tuple[str, str, str]]:
     key_id, secret = bench.read_key.removeprefix("arus_").split("_", 1)
     import hashlib
 
     credentials = Credentials(key_id=key_id, secret_hash=hashlib.sha256(secret.encode()).digest())
     today = dt.datetime.now(dt.UTC).date()
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    yesterday = today - dt.timedelta(days=1)
+    statement_days = [("from", (today - dt.timedelta(days=29)).isoformat()),
+                      ("to", today.isoformat())]  # fmt: skip
     reads_to_explain: list[tuple[str, str, Any]] = [
         ("GET /v1/entries?account=c42",
          "postings_account_instant_idx, pending_postings_account_idx",
@@ -127,6 +138,23 @@ def explain(bench: Bench) -> list[tuple[str, str, str]]:
          lambda s, c: reads.account_balance_at(s, c, "c42", now)),
         ("GET /v1/balances?at= (a page of 50)", "postings_account_instant_idx",
          lambda s, c: reads.balances_at(s, c, now, limit=50, cursor=None)),
+        # A range of the codes: c4, c40..c49, c400..c499, c4000..c4999.
+        ("GET /v1/rollups?prefix=c4 (1,111 accounts)", "accounts_ledger_code_key, balances_pkey",
+         lambda s, c: reads.rollup(s, c, [("prefix", "c4")])),
+        ("GET /v1/rollups?prefix=c4&at=",
+         "accounts_ledger_code_key, balances_pkey, postings_account_instant_idx",
+         lambda s, c: reads.rollup(s, c, [("prefix", "c4"), ("at", now)])),
+        ("GET /v1/rollups?prefix=c4&as_of= (a closed day)",
+         "accounts_ledger_code_key, balances_pkey, balance_snapshots_pkey",
+         lambda s, c: reads.rollup(s, c, [("prefix", "c4"), ("as_of", yesterday.isoformat())])),
+        ("GET /v1/accounts/c42/statement?from=&to= (30 days)",
+         "accounts_ledger_code_key, postings_account_instant_idx, entries_pkey",
+         lambda s, c: reads.account_statement(s, c, "c42", statement_days, limit=50,
+                                              cursor=None)),
+        ("GET /v1/accounts/hot/statement?from=&to= (30 days of 4,800 postings)",
+         "accounts_ledger_code_key, postings_account_instant_idx, entries_pkey",
+         lambda s, c: reads.account_statement(s, c, "hot", statement_days, limit=50,
+                                              cursor=None)),
     ]  # fmt: skip
     out = []
     with bench.db._connect() as conn:
@@ -170,15 +198,16 @@ def main() -> int:
                   Path(tempfile.mkdtemp(prefix="arus-explain-")))  # fmt: skip
     try:
         bench.setup()
-        load(bench)
-        postings = bench.sql("SELECT count(*) FROM postings")[0][0]
-        pending = bench.sql("SELECT count(*) FROM pending_postings")[0][0]
-        plans = explain(bench)
+        target = bench.after  # this checkout's database (the bench's Target since b0456b9)
+        load(target)
+        postings = target.sql("SELECT count(*) FROM postings")[0][0]
+        pending = target.sql("SELECT count(*) FROM pending_postings")[0][0]
+        plans = explain(target)
     finally:
         bench.db.stop()
         shutil.rmtree(bench.work, ignore_errors=True)
     lines = [
-        "# Plans of the filtered reads and of balances at an instant",
+        "# Plans of the filtered reads, balances at an instant, rollups and statements",
         "",
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d} with `python loadtest/explain_reads.py "
         f"--out {args.out}` (embedded PostgreSQL 18, 2 cores): one ledger of 10,301 accounts, "
@@ -197,6 +226,20 @@ def main() -> int:
         "does not take it: it plans every account for an average one (12 postings), so a long "
         "history is read and sorted (the hot account's page, below); the read needs its plan "
         "fixed, not the index dropped.",
+        "",
+        "A rollup is one range of `accounts_ledger_code_key` and one `balances_pkey` probe per "
+        "account of the range (`balance_snapshots_pkey` for `as_of`, plus one "
+        "`postings_account_instant_idx` lookup for `at`): its cost follows the prefix's "
+        "accounts, never the ledger's postings. The `as_of` plan reads `daily_closes` by a "
+        "sequential scan because this database holds one close; its primary key serves it "
+        "when there are more.",
+        "",
+        "A statement reads every posting of the account dated up to `to` (postings carry no "
+        "effective date: each is joined to its entry by `entries_pkey`), once for the opening, "
+        "the closing and the balance before the page, and once for the page, sorted: linear in "
+        "the account's history (the hot account: 4,800 postings, twice). Bounding it by the "
+        "range needs the entry's effective date on its postings, with an index by account and "
+        "date (a migration, not made here).",
         "",
     ]
     for title, index, plan in plans:
