@@ -189,8 +189,13 @@ def from_database(orig: BaseException) -> ArusError | None:
 
 # SQLSTATEs that mean "not now" rather than "wrong": the server cancelled a statement
 # (statement_timeout), gave up waiting for a lock (lock_timeout), ended an idle transaction,
-# is shutting down or starting, or has no connection slot left; class 08 is the connection.
-_UNAVAILABLE_STATES = frozenset({"57014", "55P03", "25P03", "57P01", "57P02", "57P03", "53300"})
+# is shutting down or starting, or has no connection slot left, or the engine asks for the call
+# again (40001: the day an entry is dated ended while it was written); class 08 is the
+# connection.
+RETRY_STATE = "40001"
+_UNAVAILABLE_STATES = frozenset(
+    {"57014", "55P03", "25P03", "57P01", "57P02", "57P03", "53300", RETRY_STATE}
+)
 
 
 def unavailable(exc: BaseException) -> ServiceUnavailable | None:

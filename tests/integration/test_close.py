@@ -118,12 +118,17 @@ def test_a_day_before_the_ledger_existed_cannot_be_closed(engine, books):
         close.close_ledger(engine, books.ledger_id, TODAY - dt.timedelta(days=1))
 
 
-def test_snapshot_excludes_what_was_booked_after_the_day(engine, books):
+def test_snapshot_excludes_entries_dated_after_the_day(engine, books):
     yesterday = TODAY - dt.timedelta(days=1)
     backdate_ledger(engine, books.ledger_id, days=2)
     report = close.close_ledger(engine, books.ledger_id, yesterday)
-    # Everything in this ledger was created today: yesterday's books are empty, and balanced.
-    assert report["ok"] and report["accounts"] == 0 and report["last_ledger_seq"] == 0
+    # Every entry of this ledger is dated today: yesterday's books are empty, and balanced; the
+    # seal covers the journal as it stood when the close ran, whatever the entries' dates.
+    assert report["ok"] and report["accounts"] == 0
+    with engine.connect() as conn:
+        last_seq = conn.execute(sa.text("SELECT last_ledger_seq FROM ledgers WHERE id = :l"),
+                                {"l": books.ledger_id}).scalar_one()  # fmt: skip
+    assert last_seq > 0 and report["last_ledger_seq"] == last_seq
 
 
 def test_daily_close_function_closes_every_ledger(books, database_url, engine):
@@ -152,9 +157,10 @@ def test_daily_close_function_closes_every_ledger(books, database_url, engine):
 def test_the_close_waits_for_an_entry_stamped_before_midnight_whose_writer_is_still_open(
     engine, aged_books
 ):
-    """However long an entry's transaction stays open, the close sees it: the engine stamps
-    created_at while it holds the ledger row, and the close waits for that row's holder. Here
-    a writer stamps an entry of the closed day and keeps its transaction open."""
+    """However long an entry's transaction stays open, the close sees it: an entry dated on the
+    day it is written takes no close lock, but the engine sequences it while it holds the ledger
+    row, and the close waits for that row's holder. Here a writer writes an entry of the closed
+    day (dated and stamped yesterday) and keeps its transaction open."""
     import threading
 
     lines = json.dumps([
@@ -169,9 +175,12 @@ def test_the_close_waits_for_an_entry_stamped_before_midnight_whose_writer_is_st
             {**aged_books.credentials.as_params(), "lines": lines, "day": TODAY},
         )  # fmt: skip
         writer.exec_driver_sql("SET LOCAL session_replication_role = replica")
-        for table in ("entries", "postings"):  # stamped yesterday, still uncommitted
+        for table, dated in (
+            ("entries", ", effective_date = effective_date - 1"),
+            ("postings", ""),
+        ):  # written yesterday, still uncommitted
             writer.execute(
-                sa.text(f"UPDATE {table} SET created_at = created_at - interval '1 day' "
+                sa.text(f"UPDATE {table} SET created_at = created_at - interval '1 day'{dated} "
                         "WHERE ledger_id = :l AND created_at > now() - interval '1 hour'"),
                 {"l": aged_books.ledger_id},
             )  # fmt: skip

@@ -89,9 +89,11 @@ def test_a_close_in_progress_holds_back_dated_entries_until_it_commits(api, clos
         conn.execute(sa.text("SELECT arus_close_lock(:l, true)"), {"l": closed_books.ledger_id})
         conn.execute(
             # A close as the close stores it: later closes of that day return this report.
-            sa.text("INSERT INTO daily_closes (ledger_id, close_date, report) VALUES (:l, :d, "
-                    "jsonb_build_object('ledger_id', CAST(:l AS text), "
-                    "'date', CAST(:d AS text), 'ok', true))"),
+            # Nothing was written since the previous close: its sequence number and seal carry.
+            sa.text("INSERT INTO daily_closes (ledger_id, close_date, report, last_ledger_seq, "
+                    "seal) SELECT :l, :d, jsonb_build_object('ledger_id', CAST(:l AS text), "
+                    "'date', CAST(:d AS text), 'ok', true), last_ledger_seq, seal "
+                    "FROM daily_closes WHERE ledger_id = :l ORDER BY close_date DESC LIMIT 1"),
             {"l": closed_books.ledger_id, "d": next_day},
         )  # fmt: skip
 

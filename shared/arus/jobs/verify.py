@@ -1,5 +1,6 @@
-"""`arus verify`: prove every ledger's books: balanced, no drift, a gap-free ledger_seq, and
-pending totals equal to their holds (SPEC §3.2)."""
+"""`arus verify`: prove every ledger's books: balanced, no drift, a gap-free ledger_seq, pending
+totals equal to their holds (SPEC §3.2), and every close's seal recomputed from the journal as
+it is now (SPEC §3.5): the first close whose journal no longer matches its seal is named."""
 
 from __future__ import annotations
 
@@ -67,6 +68,32 @@ def verify_pending(conn: Connection, ledger_id: Any) -> dict[str, Any]:
     return {"pending_drift": drift, "stray_holds": stray}
 
 
+# Each close's seal beside the seal of its journal recomputed now, in close order: the same
+# window the close sealed (the entries after the previous close's last_ledger_seq through its
+# own, the outcomes resolved after the previous close through it) from the previous stored seal.
+_SEALS = sa.text("""
+    SELECT c.close_date, c.seal,
+           arus_journal_seal(c.ledger_id,
+                             lag(c.seal) OVER w,
+                             coalesce(lag(c.last_ledger_seq) OVER w, 0), c.last_ledger_seq,
+                             coalesce(lag(c.closed_at) OVER w, '-infinity'), c.closed_at)
+               AS recomputed
+    FROM daily_closes c
+    WHERE c.ledger_id = :ledger
+    WINDOW w AS (ORDER BY c.close_date)
+    ORDER BY c.close_date
+""")
+
+
+def verify_seals(conn: Connection, ledger_id: Any) -> dict[str, Any]:
+    """Every close's seal, recomputed; the first close whose journal changed, if any."""
+    closes = conn.execute(_SEALS, {"ledger": ledger_id}).all()
+    broken = next(
+        (row.close_date.isoformat() for row in closes if row.seal != row.recomputed), None
+    )
+    return {"closes_sealed": len(closes), "seal_broken_at": broken}
+
+
 def verify_ledger(conn: Connection, ledger_id: Any) -> dict[str, Any]:
     trial = reads.trial_balance(KnownLedger(ledger_id), conn)
     stats = conn.execute(
@@ -81,6 +108,7 @@ def verify_ledger(conn: Connection, ledger_id: Any) -> dict[str, Any]:
     gap_free = entry_count == max_seq == int(last_seq)
     pending = verify_pending(conn, ledger_id)
     pending_ok = not pending["pending_drift"] and pending["stray_holds"] == 0
+    seals = verify_seals(conn, ledger_id)
     return {
         "ledger_id": str(ledger_id),
         "accounts": len(trial["accounts"]),
@@ -90,7 +118,12 @@ def verify_ledger(conn: Connection, ledger_id: Any) -> dict[str, Any]:
         "drift": trial["drift"],
         "ledger_seq_gap_free": gap_free,
         **pending,
-        "ok": trial["balanced"] and not trial["drift"] and gap_free and pending_ok,
+        **seals,
+        "ok": trial["balanced"]
+        and not trial["drift"]
+        and gap_free
+        and pending_ok
+        and seals["seal_broken_at"] is None,
     }
 
 
@@ -108,8 +141,8 @@ def table_sizes(conn: Connection) -> dict[str, int]:
 
 
 def verify_all(engine: Engine) -> dict[str, Any]:
-    """One report for every ledger; `ok` is false on any imbalance, drift, sequence gap or
-    pending total that is not its holds."""
+    """One report for every ledger; `ok` is false on any imbalance, drift, sequence gap,
+    pending total that is not its holds, or close whose seal its journal no longer matches."""
     with engine.connect() as conn:
         # One snapshot for the whole report, while writers keep posting.
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

@@ -42,7 +42,8 @@ def call_engine(
     retry_safe: bool,
     batch: bool = False,
 ) -> Any:
-    """Run one engine call; on a connection found dead, once more on a fresh one.
+    """Run one engine call; on a connection found dead, once more on a fresh one, and once more
+    when the engine asks for it (an entry whose day ended while it was written, posting.sql).
 
     A pooled connection its server closed is replaced at checkout (platform/db.py); one lost
     silently fails on use, SQLAlchemy invalidates it, and the call is repeated. That is safe
@@ -60,7 +61,8 @@ def call_engine(
                 exc.index = None  # a single request is not an item of anything
             raise
         except sa.exc.DBAPIError as exc:
-            if not (exc.connection_invalidated and retry_safe and attempt == 1):
+            again = exc.connection_invalidated or errors.sqlstate(exc) == errors.RETRY_STATE
+            if not (again and retry_safe and attempt == 1):
                 raise
     if isinstance(outcome, str):  # drivers that hand json back as text
         outcome = json.loads(outcome)

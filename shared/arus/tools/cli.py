@@ -100,6 +100,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     report = verify.verify_all(get_engine(settings))
     _print_json(report)
+    for ledger in report["ledgers"]:
+        if ledger["seal_broken_at"] is not None:
+            broken = ledger["seal_broken_at"]
+            print(f"ledger {ledger['ledger_id']}: the journal sealed by the close of {broken} "
+                  "no longer matches its seal", file=sys.stderr)  # fmt: skip
     return 0 if report["ok"] else 1
 
 

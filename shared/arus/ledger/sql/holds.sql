@@ -97,6 +97,7 @@ BEGIN
     IF v_replay IS NOT NULL THEN
         RETURN v_replay;
     END IF;
+    PERFORM arus_close_lock(v_ledger, false);  -- a close seals the outcomes before it
     PERFORM arus_lock_hold_accounts(v_ledger, ARRAY[p_entry_id]);
     v_seq := arus_claim_outcome(v_ledger, p_entry_id, 'posted');
     SELECT jsonb_agg(jsonb_build_object('account_id', account_id, 'direction', direction,
@@ -128,6 +129,7 @@ BEGIN
     IF v_replay IS NOT NULL THEN
         RETURN v_replay;
     END IF;
+    PERFORM arus_close_lock(v_ledger, false);  -- a close seals the outcomes before it
     PERFORM arus_lock_hold_accounts(v_ledger, ARRAY[p_entry_id]);
     v_seq := arus_claim_outcome(v_ledger, p_entry_id, 'voided');
     PERFORM arus_release_holds(ARRAY[p_entry_id]);
@@ -157,9 +159,18 @@ BEGIN
     PERFORM arus_require_read_committed();
     v_due := ARRAY(SELECT DISTINCT entry_id FROM holds WHERE expires_at <= clock_timestamp()
                    ORDER BY entry_id LIMIT p_limit);
-    -- The sweep spans every ledger, so it never waits for a balance row: a writer holding one
-    -- (an open transaction of any tenant, however long) only defers the entries holding funds
-    -- on that account to a later sweep. Their holds stopped counting at expiry all the same.
+    -- The sweep spans every ledger, so it never waits for a lock. A ledger being closed (its
+    -- close lock held: a close seals the outcomes resolved before it) waits for a later sweep;
+    v_due := ARRAY(SELECT d.entry_id FROM unnest(v_due) AS d (entry_id)
+                   JOIN entries e ON e.id = d.entry_id
+                   WHERE e.ledger_id IN (SELECT c.ledger_id FROM ledger_close_locks c
+                                         WHERE c.ledger_id IN (SELECT x.ledger_id FROM entries x
+                                                               WHERE x.id = ANY (v_due))
+                                         ORDER BY c.ledger_id
+                                         FOR SHARE SKIP LOCKED));
+    -- nor for a balance row: a writer holding one (an open transaction of any tenant, however
+    -- long) only defers the entries holding funds on that account to a later sweep. Their
+    -- holds stopped counting at expiry all the same.
     v_locked := ARRAY(SELECT account_id FROM balances
                       WHERE account_id IN (SELECT account_id FROM pending_postings
                                            WHERE entry_id = ANY (v_due))

@@ -156,6 +156,9 @@ DECLARE
     v_refusal arus_refusal;
     v_refused int[] := '{}';
     v_pending_entries jsonb;  -- the pending entries written: item -> entry id
+    v_earliest date;  -- the earliest effective_date of the call
+    v_close_locked boolean := false;
+    v_sequenced_at timestamptz;
 BEGIN
     IF p_atomic AND cardinality(p_items) < cardinality(results) THEN
         SELECT min(r.item) INTO v_known_error
@@ -168,8 +171,9 @@ BEGIN
     -- Only a day that is over can be closed, so entries dated today or later skip the lookup;
     -- a back-dated call takes the ledger's close lock shared, and a close takes it exclusive:
     -- a close never runs between this judgement and this call's commit.
-    IF (SELECT min(i.effective_date) FROM unnest(p_items) AS i)
-       < (v_at AT TIME ZONE 'UTC')::date THEN
+    v_earliest := (SELECT min(i.effective_date) FROM unnest(p_items) AS i);
+    IF v_earliest < (v_at AT TIME ZONE 'UTC')::date THEN
+        v_close_locked := true;
         PERFORM arus_close_lock(p_ledger, false);
         SELECT max(close_date) INTO v_last_close FROM daily_closes WHERE ledger_id = p_ledger;
     END IF;
@@ -340,11 +344,19 @@ BEGIN
     )
     SELECT array_agg(coalesce(r.result, k.result) ORDER BY k.item),
            (array_agg(r.body ORDER BY r.item) FILTER (WHERE r.body IS NOT NULL))[1],
-           jsonb_object_agg(r.item, r.id) FILTER (WHERE r.pending)
-    INTO results, body, v_pending_entries
+           jsonb_object_agg(r.item, r.id) FILTER (WHERE r.pending),
+           (SELECT s.at FROM sequenced s)
+    INTO results, body, v_pending_entries, v_sequenced_at
     FROM unnest(results) WITH ORDINALITY AS k (result, item)
     LEFT JOIN (SELECT w.*, json_build_object('status', 201, 'entry', w.body) AS result
                FROM rendered w) r ON r.item = k.item;
+    -- A call that started on the day it is dated skipped the close lock; if the day ended before
+    -- it took the ledger row, that day's close may have run meanwhile (arus_close_day waits
+    -- only for the row's holder): refused, to be retried, which takes the close lock.
+    IF NOT v_close_locked AND v_earliest < (v_sequenced_at AT TIME ZONE 'UTC')::date THEN
+        RAISE EXCEPTION 'the day this entry is dated ended while it was written: retry'
+            USING ERRCODE = '40001', HINT = 'retry';
+    END IF;
 
     -- 5. A pending entry's lines reserve instead of posting: its pending lines and holds, in a
     --    statement of their own, which a call without pending entries never runs.
