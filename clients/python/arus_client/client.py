@@ -48,6 +48,7 @@ __all__ = [
     "ArusClientError",
     "ArusConnectionError",
     "BalanceSnapshot",
+    "Close",
     "CurrencyMismatchError",
     "DuplicateAccountCodeError",
     "Entry",
@@ -538,6 +539,34 @@ class Rollup:
 
 
 @dataclass(frozen=True)
+class Close:
+    """`GET /v1/closes/{date}`: a daily close, its books' totals and its journal's seal."""
+
+    close_date: str
+    last_ledger_seq: int
+    seal: str
+    closed_at: str
+    accounts: int
+    totals: list[RollupTotal]
+    balanced: bool
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Close:
+        return cls(
+            close_date=str(body["close_date"]),
+            last_ledger_seq=int(body["last_ledger_seq"]),
+            seal=str(body["seal"]),
+            closed_at=str(body["closed_at"]),
+            accounts=int(body["accounts"]),
+            totals=[
+                RollupTotal(str(t["currency"]), int(t["debit"]), int(t["credit"]))
+                for t in body["totals"]
+            ],
+            balanced=bool(body["balanced"]),
+        )
+
+
+@dataclass(frozen=True)
 class StatementLine:
     entry_id: str
     ledger_seq: int
@@ -1021,6 +1050,15 @@ class ArusClient:
             return Page(page.data, page.next_cursor)
 
         return self._iterate(fetch)
+
+    def get_close(self, day: dt.date | str) -> Close:
+        """One daily close with its seal (404 if the day is not closed)."""
+        return Close.from_json(self._get_json(f"/v1/closes/{_date(day)}", {}))
+
+    def list_closes(self, *, limit: int | None = None, cursor: str | None = None) -> Page[Close]:
+        """The ledger's daily closes, the latest first."""
+        body = self._get_json("/v1/closes", self._page_params(limit, cursor))
+        return Page([Close.from_json(c) for c in body["data"]], body.get("next_cursor"))
 
     def rollup(
         self,

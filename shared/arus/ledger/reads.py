@@ -285,6 +285,49 @@ def get_entry(scope: LedgerScope, conn: Connection, entry_id: uuid.UUID | None) 
     return rows[0].body  # type: ignore[no-any-return]
 
 
+def _close_json() -> sa.ColumnElement[Any]:
+    """A close as `GET /v1/closes` answers it: its day, its seal and what its report proved."""
+    report = daily_closes.c.report
+    return sa.func.json_build_object(
+        "close_date", sa.func.to_char(daily_closes.c.close_date, "YYYY-MM-DD"),
+        "last_ledger_seq", daily_closes.c.last_ledger_seq,
+        "seal", daily_closes.c.seal,
+        "closed_at", sa.func.arus_timestamp(daily_closes.c.closed_at),
+        "accounts", report["accounts"],
+        "totals", report["totals"],
+        "balanced", report["balanced"],
+    )  # fmt: skip
+
+
+def get_close(scope: LedgerScope, conn: Connection, raw_date: str) -> dict[str, Any]:
+    """`GET /v1/closes/{date}`: one close of the ledger, with its seal (SPEC §3.5)."""
+    day = parse_date(raw_date, field="date")
+    rows = scope.fetch(
+        conn,
+        sa.select(_close_json().label("body")).where(
+            daily_closes.c.ledger_id == scope.ledger_id, daily_closes.c.close_date == day
+        ),
+    )
+    if not rows:
+        raise NotFound(f"no daily close for {day.isoformat()}")
+    return rows[0].body  # type: ignore[no-any-return]
+
+
+def list_closes(scope: LedgerScope, conn: Connection, *, limit: int, cursor: str | None) -> Page:
+    """`GET /v1/closes`: the ledger's closes, the latest first."""
+    before = decode_cursor(cursor, expect="date", kind=str)
+    query = (
+        sa.select(_close_json().label("body"), daily_closes.c.close_date)
+        .where(daily_closes.c.ledger_id == scope.ledger_id)
+        .order_by(daily_closes.c.close_date.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        query = query.where(daily_closes.c.close_date < parse_date(before, field="cursor"))
+    rows = scope.fetch(conn, query)
+    return _page(rows, limit, lambda row: {"date": row.close_date.isoformat()})
+
+
 def _trial_balance_columns(
     balance: sa.ColumnElement[Any], normal_side: sa.ColumnElement[Any]
 ) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:

@@ -148,6 +148,8 @@ daily_closes = sa.Table(
     sa.Column("close_date", sa.Date, primary_key=True),
     sa.Column("report", JSONB, nullable=False),
     sa.Column("closed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_ledger_seq", sa.BigInteger, nullable=False),
+    sa.Column("seal", sa.Text, nullable=False),
 )
 
 balance_snapshots = sa.Table(

@@ -357,6 +357,14 @@ def _register_reads(app: Flask, ledger: Resources) -> None:
             return read(reads.balances_at, request.args.get("at"), paged=True)
         return read(reads.balances_as_of, request.args.get("as_of"), paged=True)
 
+    @app.get("/v1/closes")
+    def list_closes() -> Response:
+        return read(reads.list_closes, paged=True)
+
+    @app.get("/v1/closes/<date>")
+    def get_close(date: str) -> Response:
+        return read(reads.get_close, date)
+
     @app.get("/v1/rollups")
     def rollups() -> Response:
         return read(reads.rollup, _query())

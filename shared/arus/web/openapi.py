@@ -309,6 +309,42 @@ SCHEMAS: dict[str, Any] = {
     "AccountBalanceAt": _object(
         ["account_id", "at", "balance"], {"account_id": UUID, "at": INSTANT, "balance": INT64}
     ),
+    "Close": _object(
+        ["close_date", "last_ledger_seq", "seal", "closed_at", "accounts", "totals", "balanced"],
+        {
+            "close_date": DATE,
+            "last_ledger_seq": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "the journal is sealed through this entry",
+            },
+            "seal": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{64}$",
+                "description": "SHA-256 chain over the journal since the previous close "
+                "(docs/seal.md)",
+            },
+            "closed_at": INSTANT,
+            "accounts": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "accounts with postings dated through the day",
+            },
+            "totals": {
+                "type": "array",
+                "items": _object(
+                    ["currency", "debit", "credit"],
+                    {
+                        "currency": CURRENCY,
+                        "debit": {"type": "integer", "minimum": 0},
+                        "credit": {"type": "integer", "minimum": 0},
+                    },
+                ),
+            },
+            "balanced": {"type": "boolean"},
+        },
+    ),
+    "ClosePage": _page("Close"),
     "Rollup": _object(
         ["prefix", "accounts", "totals"],
         {
@@ -590,6 +626,23 @@ def document() -> dict[str, Any]:
                     {"name": "at", "in": "query", "schema": INSTANT},
                 ],
                 operationId="balances",
+            )
+        },
+        "/v1/closes": {
+            "get": _read(
+                "ClosePage",
+                PAGING,
+                operationId="listCloses",
+                description="The ledger's daily closes, the latest first, each with its seal.",
+            )
+        },
+        "/v1/closes/{date}": {
+            "get": _read(
+                "Close",
+                [{"name": "date", "in": "path", "required": True, "schema": DATE}],
+                operationId="getClose",
+                description="One daily close (404 if the day is not closed): its books by "
+                "effective date and the seal of the journal through `last_ledger_seq`.",
             )
         },
         "/v1/rollups": {
