@@ -105,6 +105,12 @@ class EntryNotPosted(ArusError):
     code, status = "entry_not_posted", 409
 
 
+class VersionConflict(ArusError):
+    """A posting line's expected_version is not its account's version (SPEC §3.5)."""
+
+    code, status = "version_conflict", 409
+
+
 class PeriodClosed(ArusError):
     code, status = "period_closed", 422
 
@@ -138,6 +144,7 @@ BY_CODE: dict[str, type[ArusError]] = {
         EntryNotPending,
         PendingExpired,
         EntryNotPosted,
+        VersionConflict,
         PeriodClosed,
         ServiceUnavailable,
     )

@@ -53,6 +53,7 @@ ERROR_STATUS: dict[str, int] = {
     "entry_not_pending": 409,
     "pending_expired": 409,
     "entry_not_posted": 409,
+    "version_conflict": 409,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "validation_error": 422,

@@ -78,6 +78,7 @@ __all__ = [
     "UnbalancedEntryError",
     "UnsupportedMediaTypeError",
     "ValidationError",
+    "VersionConflictError",
 ]
 
 log = logging.getLogger("arus_client.client")
@@ -212,6 +213,13 @@ class EntryNotPostedError(ArusApiError):
     CODE = "entry_not_posted"
 
 
+class VersionConflictError(ArusApiError):
+    """409: a posting's `expected_version` is not its account's version; nothing was written.
+    Read the account again, decide again, and post with a new idempotency key."""
+
+    CODE = "version_conflict"
+
+
 class PeriodClosedError(ArusApiError):
     """The entry is dated into a closed day; `first_open_date` is the day to post it into."""
 
@@ -258,6 +266,7 @@ ERRORS_BY_CODE: dict[str, type[ArusApiError]] = {
         EntryNotPendingError,
         PendingExpiredError,
         EntryNotPostedError,
+        VersionConflictError,
         PeriodClosedError,
         InternalServerError,
         ServiceUnavailableError,
@@ -302,6 +311,10 @@ def _optional_str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+def _optional_int(value: object) -> int | None:
+    return None if value is None else int(str(value))
+
+
 @dataclass(frozen=True)
 class Account:
     id: str
@@ -317,6 +330,9 @@ class Account:
     pending_debits: int = 0
     pending_credits: int = 0
     available_balance: int = 0
+    # 0 at creation, +1 per posted posting applied (SPEC §3.5): pass it as a posting's
+    # `expected_version` to post only if the account has not moved since this read.
+    version: int = 0
     # True when this object came back from a replayed mutation (Idempotent-Replayed: true).
     replayed: bool = field(default=False, compare=False)
 
@@ -335,6 +351,7 @@ class Account:
             pending_debits=int(body.get("pending_debits", 0)),
             pending_credits=int(body.get("pending_credits", 0)),
             available_balance=int(body.get("available_balance", body["balance"])),
+            version=int(body.get("version", 0)),
             replayed=replayed,
         )
 
@@ -346,6 +363,9 @@ class EntryPosting:
     direction: Direction
     amount: int
     currency: str
+    # The account's version this posting made; None for a pending entry's lines (they move
+    # no balance) and from servers without account versions.
+    account_version: int | None = None
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> EntryPosting:
@@ -355,6 +375,7 @@ class EntryPosting:
             direction=body["direction"],
             amount=int(body["amount"]),
             currency=str(body["currency"]),
+            account_version=_optional_int(body.get("account_version")),
         )
 
 
@@ -408,6 +429,7 @@ class AccountPosting:
     balance_after: int
     effective_date: str
     created_at: str
+    account_version: int | None = None  # the account's version this posting made
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> AccountPosting:
@@ -421,6 +443,7 @@ class AccountPosting:
             balance_after=int(body["balance_after"]),
             effective_date=str(body["effective_date"]),
             created_at=str(body["created_at"]),
+            account_version=_optional_int(body.get("account_version")),
         )
 
 
@@ -636,6 +659,8 @@ class NewPosting:
     direction: Direction
     amount: int
     currency: str | None = None
+    # Post only if the account is still at this version (SPEC §3.5); else VersionConflictError.
+    expected_version: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.amount, bool) or not isinstance(self.amount, int):
@@ -645,6 +670,13 @@ class NewPosting:
             )
         if self.direction not in ("debit", "credit"):
             raise ValueError(f"direction must be debit or credit, not {self.direction!r}")
+        version = self.expected_version
+        if version is None:
+            return
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise TypeError(f"expected_version must be an int, not {type(version).__name__}")
+        if not 0 <= version <= INT64_MAX:
+            raise ValueError(f"expected_version must be from 0 to {INT64_MAX}, not {version}")
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -654,6 +686,8 @@ class NewPosting:
         }
         if self.currency is not None:
             body["currency"] = self.currency
+        if self.expected_version is not None:
+            body["expected_version"] = self.expected_version
         return body
 
 
