@@ -20,6 +20,7 @@ from arus.rules import (
     ACCOUNT_CODE_PATTERN,
     ACCOUNT_TYPES,
     DIRECTIONS,
+    INT64_MAX,
     MAX_BATCH_ITEMS,
     MAX_BATCH_POSTINGS,
     MAX_DESCRIPTION_CHARS,
@@ -69,6 +70,9 @@ class PostingLine:
     direction: Direction
     amount_minor: int
     currency: str | None
+    # Optimistic concurrency (SPEC §3.5): the account's version the caller last read; the
+    # engine refuses the entry (409 version_conflict) when the account has moved on since.
+    expected_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +230,20 @@ def parse_instant(value: object, *, field: str) -> dt.datetime:
         raise ValidationError(f"{field} is not a real date-time: {value}") from None
 
 
+def parse_expected_version(value: object, *, field: str) -> int | None:
+    """A posting line's `expected_version`: a JSON integer 0..INT64_MAX (an account's version
+    is a bigint counter from 0). `null` is the same as leaving it out: nothing is compared.
+    Booleans, floats (even 1.0) and strings are refused, never coerced."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        kind = "a string" if isinstance(value, str) else _JSON_KINDS.get(type(value), "a number")
+        raise ValidationError(f"{field} must be an integer >= 0, not {kind}")
+    if not 0 <= value <= INT64_MAX:
+        raise ValidationError(f"{field} must be an integer >= 0 and at most {INT64_MAX}")
+    return value
+
+
 def _expires_at(value: object) -> dt.datetime:
     # "In the future" is the engine's to judge, for new entries only: a retry of a hold whose
     # instant has passed must still replay its stored response, not fail here.
@@ -288,7 +306,7 @@ def parse_new_entry(body: object) -> NewEntry:
         field = f"postings[{index}]"
         posting = _object(
             raw,
-            allowed=frozenset({"account", "direction", "amount", "currency"}),
+            allowed=frozenset({"account", "direction", "amount", "currency", "expected_version"}),
             required=frozenset({"account", "direction", "amount"}),
         )
         direction = posting["direction"]
@@ -303,6 +321,9 @@ def parse_new_entry(body: object) -> NewEntry:
                 currency=None
                 if currency is None
                 else parse_currency(currency, field=f"{field}.currency"),
+                expected_version=parse_expected_version(
+                    posting.get("expected_version"), field=f"{field}.expected_version"
+                ),
             )
         )
     return NewEntry(

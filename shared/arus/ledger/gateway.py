@@ -136,12 +136,19 @@ def _keyed(
 
 
 def _lines(entry: NewEntry) -> list[dict[str, Any]]:
+    """Each line as the engine reads it; `expected_version` only where the request gave one
+    (the engine compares it with the account's version when it locks the row, SPEC §3.5)."""
     return [
         {
             **line.account.as_json(),
             "direction": line.direction,
             "amount": line.amount_minor,
             **({"currency": line.currency} if line.currency else {}),
+            **(
+                {"expected_version": line.expected_version}
+                if line.expected_version is not None
+                else {}
+            ),
         }
         for line in entry.postings
     ]

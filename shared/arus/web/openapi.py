@@ -106,6 +106,7 @@ SCHEMAS: dict[str, Any] = {
             "pending_debits",
             "pending_credits",
             "available_balance",
+            "version",
             "created_at",
         ],
         {
@@ -120,6 +121,11 @@ SCHEMAS: dict[str, Any] = {
             "pending_debits": NON_NEGATIVE,
             "pending_credits": NON_NEGATIVE,
             "available_balance": {"type": "integer"},
+            "version": {
+                **NON_NEGATIVE,
+                "description": "0 at creation, +1 per posted posting applied; send it as a "
+                "posting's expected_version to post only if the account has not moved",
+            },
             "created_at": INSTANT,
         },
     ),
@@ -130,6 +136,12 @@ SCHEMAS: dict[str, Any] = {
             "direction": {"type": "string", "enum": list(DIRECTIONS)},
             "amount": AMOUNT,
             "currency": CURRENCY,
+            "expected_version": {
+                **_nullable(NON_NEGATIVE),
+                "description": "the account's version before this entry (its `version` when "
+                "last read): any other version is a 409 version_conflict and nothing is "
+                "written; null is the same as leaving it out (no check)",
+            },
         },
     ),
     "NewEntry": _object(
@@ -149,13 +161,18 @@ SCHEMAS: dict[str, Any] = {
         },
     ),
     "EntryPosting": _object(
-        ["account_id", "account_code", "direction", "amount", "currency"],
+        ["account_id", "account_code", "direction", "amount", "currency", "account_version"],
         {
             "account_id": UUID,
             "account_code": {"type": "string"},
             "direction": {"type": "string", "enum": list(DIRECTIONS)},
             "amount": AMOUNT,
             "currency": CURRENCY,
+            "account_version": {
+                **_nullable({"type": "integer", "minimum": 1, "maximum": INT64_MAX}),
+                "description": "the account's version this posting made; null for a pending "
+                "entry's lines (they move no balance)",
+            },
         },
     ),
     "Entry": _object(
@@ -252,6 +269,7 @@ SCHEMAS: dict[str, Any] = {
             "amount",
             "currency",
             "balance_after",
+            "account_version",
             "effective_date",
             "created_at",
         ],
@@ -263,6 +281,12 @@ SCHEMAS: dict[str, Any] = {
             "amount": AMOUNT,
             "currency": CURRENCY,
             "balance_after": INT64,
+            "account_version": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": INT64_MAX,
+                "description": "the account's version this posting made",
+            },
             "effective_date": DATE,
             "created_at": INSTANT,
         },
@@ -484,6 +508,16 @@ REF = {
 }
 ENTRY_ID = {"name": "entry_id", "in": "path", "required": True, "schema": UUID}
 MUTATION_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 503)
+VERSION_CONFLICT = (
+    "conflict: idempotency_conflict (the key was used with another body), or "
+    "version_conflict (a posting's expected_version is not its account's version before the "
+    "entry; nothing was written: read the account again and post with a new key)"
+)
+BATCH_VERSION_CONFLICT = (
+    "conflict: an atomic batch refused at one item (the error's `index`), e.g. "
+    "version_conflict or idempotency_conflict, and nothing was written; in a batch that is "
+    "not atomic each item answers its own 409 in `results` and the others are judged alone"
+)
 READ_ERRORS = (401, 404, 422, 503)
 
 
@@ -728,6 +762,9 @@ def document() -> dict[str, Any]:
         "/v1/entries/{entry_id}/void",
     ):
         paths[path]["post"]["parameters"] = [ENTRY_ID, *paths[path]["post"]["parameters"]]
+    # Where a posting line may carry expected_version (SPEC §3.5), its 409 says so.
+    paths["/v1/entries"]["post"]["responses"]["409"]["description"] = VERSION_CONFLICT
+    paths["/v1/entries/batch"]["post"]["responses"]["409"]["description"] = BATCH_VERSION_CONFLICT
     return {
         "openapi": "3.1.0",
         "info": {
