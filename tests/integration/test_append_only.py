@@ -61,9 +61,9 @@ def test_unbalanced_postings_cannot_be_committed_behind_the_engine(engine, ledge
         conn.execute(
             sa.text(
                 "INSERT INTO postings (entry_id, ledger_id, account_id, position, direction, "
-                "amount, currency, balance_after, created_at) "
-                "VALUES (:entry, :ledger, :account, 1, 'debit', 5, 'USD', 0, now()), "
-                "(:entry, :ledger, :account, 2, 'credit', 4, 'USD', 0, now())"
+                "amount, currency, balance_after, account_version, created_at) "
+                "VALUES (:entry, :ledger, :account, 1, 'debit', 5, 'USD', 0, 1, now()), "
+                "(:entry, :ledger, :account, 2, 'credit', 4, 'USD', 0, 2, now())"
             ),
             {"entry": entry_id, "ledger": ledger.ledger_id, "account": account},
         )

@@ -179,9 +179,9 @@ def test_post_entry_returns_the_entry(api, ledger, books):
     assert entry["effective_date"] == "2026-01-31" and entry["metadata"] == {"order": "A-1"}
     assert entry["postings"] == [
         {"account_id": books["equity"]["id"], "account_code": "equity", "direction": "debit",
-         "amount": 250, "currency": "USD"},
+         "amount": 250, "currency": "USD", "account_version": 2},
         {"account_id": books["cash"]["id"], "account_code": "cash", "direction": "credit",
-         "amount": 250, "currency": "USD"},
+         "amount": 250, "currency": "USD", "account_version": 2},
     ]  # fmt: skip
     assert api.get(f"/v1/entries/{entry['id']}", key=ledger.read_key).get_json() == entry
 

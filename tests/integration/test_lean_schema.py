@@ -52,12 +52,12 @@ def _line(books: Books, at: int, side: str, **overrides: Any) -> dict[str, Any]:
 def write_lines(conn: Any, entry_id: str, lines: list[dict[str, Any]], *, pending: bool) -> None:
     """The lines of one entry, in one statement (as the engine writes them)."""
     table = "pending_postings" if pending else "postings"
-    extra = "" if pending else ", balance_after, created_at"
+    extra = "" if pending else ", balance_after, account_version, created_at"
     values, params = [], {"entry": entry_id}
     for i, line in enumerate(lines):
         values.append(
             f"(CAST(:entry AS uuid), CAST(:l{i} AS uuid), CAST(:a{i} AS uuid), :p{i}, :d{i}, "
-            f":m{i}, :c{i}" + ("" if pending else ", 0, now()") + ")"
+            f":m{i}, :c{i}" + ("" if pending else ", 0, 1, now()") + ")"
         )
         params |= {f"l{i}": line["ledger_id"], f"a{i}": line["account_id"],
                    f"p{i}": line["position"], f"d{i}": line["direction"],

@@ -19,8 +19,9 @@ FORBIDDEN = [
     "UPDATE entries SET description = 'rewritten'",
     "DELETE FROM postings",
     "INSERT INTO postings (entry_id, ledger_id, account_id, position, direction, amount, "
-    "currency, balance_after, created_at) SELECT entry_id, ledger_id, account_id, 99, "
-    "direction, amount, currency, balance_after, created_at FROM postings LIMIT 1",
+    "currency, balance_after, account_version, created_at) SELECT entry_id, ledger_id, "
+    "account_id, 99, direction, amount, currency, balance_after, account_version, created_at "
+    "FROM postings LIMIT 1",
     "TRUNCATE entries",
     "UPDATE balances SET balance = balance + 1",
     "UPDATE balances SET pending_debits = 0",

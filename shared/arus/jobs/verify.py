@@ -52,6 +52,20 @@ _STRAY_HOLDS = sa.text("""
 """)
 
 
+# Accounts whose version is not the count of their postings, or whose postings' versions are not
+# 1..version (SPEC §3.5: each posting records the version it made).
+_VERSION_DRIFT = sa.text("""
+    SELECT count(*) FROM balances b
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS postings, count(DISTINCT p.account_version) AS versions,
+               coalesce(max(p.account_version), 0) AS last
+        FROM postings p WHERE p.account_id = b.account_id
+    ) p
+    WHERE b.ledger_id = :ledger
+      AND NOT (b.posting_count = p.postings AND p.versions = p.postings AND p.last = p.postings)
+""")
+
+
 def verify_pending(conn: Connection, ledger_id: Any) -> dict[str, Any]:
     """Pending totals equal the holds, and the holds are the unresolved pending lines."""
     drift = [
@@ -109,6 +123,7 @@ def verify_ledger(conn: Connection, ledger_id: Any) -> dict[str, Any]:
     pending = verify_pending(conn, ledger_id)
     pending_ok = not pending["pending_drift"] and pending["stray_holds"] == 0
     seals = verify_seals(conn, ledger_id)
+    version_drift = int(conn.execute(_VERSION_DRIFT, {"ledger": ledger_id}).scalar_one())
     return {
         "ledger_id": str(ledger_id),
         "accounts": len(trial["accounts"]),
@@ -119,11 +134,13 @@ def verify_ledger(conn: Connection, ledger_id: Any) -> dict[str, Any]:
         "ledger_seq_gap_free": gap_free,
         **pending,
         **seals,
+        "accounts_with_version_drift": version_drift,
         "ok": trial["balanced"]
         and not trial["drift"]
         and gap_free
         and pending_ok
-        and seals["seal_broken_at"] is None,
+        and seals["seal_broken_at"] is None
+        and version_drift == 0,
     }
 
 

@@ -178,6 +178,7 @@ def account_postings(
         "amount", postings.c.amount,
         "currency", postings.c.currency,
         "balance_after", postings.c.balance_after,
+        "account_version", postings.c.account_version,
         "effective_date", sa.func.to_char(entries.c.effective_date, "YYYY-MM-DD"),
         "created_at", sa.func.arus_timestamp(entries.c.created_at),
     )  # fmt: skip

@@ -91,6 +91,7 @@ postings = sa.Table(
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.Text, nullable=False),
     sa.Column("balance_after", sa.BigInteger, nullable=False),
+    sa.Column("account_version", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 

@@ -5,7 +5,8 @@
 -- The row types the steps pass one another (no arrays kept aligned by index):
 --   arus_item     one entry of a call, as requested, with its lines as the caller sent them;
 --   arus_line     one of its lines, resolved to an account of the ledger (account_id NULL when
---                 it names none; `named` is the id or code it gave, for the error message);
+--                 it names none; `named` is the id or code it gave, for the error message;
+--                 expected_version the account version it requires, if any);
 --   arus_refusal  the first rule an item breaks, as the API error it answers.
 -- A type's shape changes only in a migration that drops it first; these create it once.
 DO $$
@@ -19,7 +20,8 @@ BEGIN
     IF to_regtype('public.arus_line') IS NULL THEN
         CREATE TYPE public.arus_line AS (
             item int, pos int, account_id uuid, named text, code text, currency text,
-            want text, direction text, amount bigint, pending boolean, release boolean);
+            want text, direction text, amount bigint, pending boolean, release boolean,
+            expected_version bigint);
     END IF;
     IF to_regtype('public.arus_refusal') IS NULL THEN
         CREATE TYPE public.arus_refusal AS (
@@ -39,14 +41,16 @@ $$;
 --   delta         the posted balance (a pending line moves none);
 --   lower_delta   the account's active holds on the side that lowers it (a pending line
 --                 reserves there, a line that posts a pending entry releases what it held);
---   hold_delta    the account's pending total on the line's own side.
--- lowering_holds and side_holds are those totals as the row holds them now.
+--   hold_delta    the account's pending total on the line's own side;
+--   posted        what the line adds to its account's version (1 if posted, 0 if pending).
+-- lowering_holds and side_holds are those totals as the row holds them now, version the
+-- account's version (its count of posted postings).
 CREATE OR REPLACE FUNCTION arus_line_moves(p_lines arus_line[])
 RETURNS TABLE (
     item int, pos int, account_id uuid, code text, currency text, want text, direction text,
     amount bigint, pending boolean, normal_side text, balance bigint, allow_negative boolean,
     lowering_holds bigint, side_holds bigint, delta bigint, lower_delta bigint,
-    hold_delta bigint
+    hold_delta bigint, expected_version bigint, version bigint, posted int
 ) LANGUAGE sql STABLE AS $$
     SELECT l.item, l.pos, l.account_id, l.code, l.currency, l.want, l.direction, l.amount,
            l.pending, b.normal_side, b.balance, b.allow_negative,
@@ -56,7 +60,8 @@ RETURNS TABLE (
                 WHEN l.direction = b.normal_side THEN l.amount ELSE -l.amount END,
            CASE WHEN l.direction = b.normal_side THEN 0
                 WHEN l.pending THEN l.amount WHEN l.release THEN -l.amount ELSE 0 END,
-           CASE WHEN l.pending THEN l.amount WHEN l.release THEN -l.amount ELSE 0 END
+           CASE WHEN l.pending THEN l.amount WHEN l.release THEN -l.amount ELSE 0 END,
+           l.expected_version, b.posting_count, CASE WHEN l.pending THEN 0 ELSE 1 END
     FROM unnest(p_lines) AS l
     JOIN balances b ON b.account_id = l.account_id
 $$;
@@ -69,10 +74,12 @@ $$;
 --   2 validation_error    a hold that expires before it is written (p_at);
 --   3 validation_error    a line naming no account of the ledger, or
 --     currency_mismatch   a line asking a currency its account is not in (whichever is first);
---   4 unbalanced_entry    debits and credits differ in a currency;
---   5 validation_error    a currency's total beyond the int64 range;
---   6 validation_error    a balance or pending total leaving the int64 range (first line);
---   7 insufficient_funds  an account that may not go negative whose available balance (balance
+--   4 version_conflict    a line whose expected_version is not its account's version before
+--                         the item (first line);
+--   5 unbalanced_entry    debits and credits differ in a currency;
+--   6 validation_error    a currency's total beyond the int64 range;
+--   7 validation_error    a balance or pending total leaving the int64 range (first line);
+--   8 insufficient_funds  an account that may not go negative whose available balance (balance
 --                         less its active holds on the lowering side) would (first account).
 -- Holds past their expires_at are not active, whether or not the sweep has deleted them; the
 -- holds of entries this call posts are released by it, not expired.
@@ -105,6 +112,12 @@ CREATE OR REPLACE FUNCTION arus_judge(
               AND h.entry_id NOT IN (SELECT i.posts FROM item i WHERE i.posts IS NOT NULL)
         ) x ON true
         WINDOW account_order AS (PARTITION BY m.account_id ORDER BY m.item, m.pos)
+    ), versioned AS (
+        SELECT m.item, m.pos, m.code, m.expected_version,
+               m.version + coalesce(sum(m.posted) OVER (
+                   PARTITION BY m.account_id ORDER BY m.item
+                   RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before_item
+        FROM moves m
     ), totals AS (
         SELECT m.item, m.currency,
                coalesce(sum(m.amount) FILTER (WHERE m.direction = 'debit'), 0) AS debits,
@@ -131,24 +144,29 @@ CREATE OR REPLACE FUNCTION arus_judge(
                       l.code, l.currency), NULL
         FROM line l WHERE l.want <> l.currency
         UNION ALL
-        SELECT t.item, 4, 0, NULL, 'unbalanced_entry' AS code,
+        SELECT v.item, 4, v.pos, NULL, 'version_conflict' AS code,
+               format('account %s is at version %s, not the expected %s', v.code,
+                      v.before_item, v.expected_version), NULL
+        FROM versioned v WHERE v.expected_version <> v.before_item
+        UNION ALL
+        SELECT t.item, 5, 0, NULL, 'unbalanced_entry' AS code,
                'debits and credits differ: ' || string_agg(
                    format('%s (debits %s, credits %s)', t.currency, t.debits, t.credits), '; '
                    ORDER BY t.currency), NULL
         FROM totals t WHERE t.debits <> t.credits GROUP BY t.item
         UNION ALL
-        SELECT t.item, 5, 0, NULL, 'validation_error' AS code,
+        SELECT t.item, 6, 0, NULL, 'validation_error' AS code,
                format('the entry''s total in %s exceeds the int64 range',
                       string_agg(t.currency, ', ' ORDER BY t.currency)), NULL
         FROM totals t WHERE t.debits > 18446744073709551614 GROUP BY t.item
         UNION ALL
-        SELECT r.item, 6, r.pos, NULL, 'validation_error' AS code,
+        SELECT r.item, 7, r.pos, NULL, 'validation_error' AS code,
                format('the balance of account %s would leave the int64 range', r.code), NULL
         FROM running r
         WHERE r.after NOT BETWEEN -9223372036854775808 AND 9223372036854775807
            OR r.side_after > 9223372036854775807
         UNION ALL
-        SELECT r.item, 7, 0, r.account_id, 'insufficient_funds' AS code,
+        SELECT r.item, 8, 0, r.account_id, 'insufficient_funds' AS code,
                format('account %s has insufficient funds: the entry would take its available '
                       'balance to %s', r.code, r.after - r.lowering_after), NULL
         FROM running r

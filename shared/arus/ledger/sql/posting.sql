@@ -185,7 +185,8 @@ BEGIN
         SELECT ROW(i.item, p.ord, a.id, coalesce(p.value ->> 'account_id',
                                                  p.value ->> 'account_code'),
                    a.code, a.currency, p.value ->> 'currency', p.value ->> 'direction',
-                   (p.value ->> 'amount')::bigint, i.pending, i.posts IS NOT NULL)::arus_line
+                   (p.value ->> 'amount')::bigint, i.pending, i.posts IS NOT NULL,
+                   (p.value ->> 'expected_version')::bigint)::arus_line
                    AS line
         FROM unnest(p_items) AS i
         CROSS JOIN LATERAL jsonb_array_elements(i.lines) WITH ORDINALITY AS p (value, ord)
@@ -252,7 +253,8 @@ BEGIN
                           ' first_open_date=' || to_char(v_refusal.first_open_date, 'YYYY-MM-DD'),
                           '');
         END IF;
-        results[v_refusal.item] := json_build_object('status', 422, 'error',
+        results[v_refusal.item] := json_build_object(
+            'status', CASE v_refusal.code WHEN 'version_conflict' THEN 409 ELSE 422 END, 'error',
             CASE WHEN v_refusal.first_open_date IS NULL
                  THEN json_build_object('code', v_refusal.code, 'message', v_refusal.message)
                  ELSE json_build_object('code', v_refusal.code, 'message', v_refusal.message,
@@ -278,8 +280,8 @@ BEGIN
 
     -- 4. Record. The sequence step first: the ledger row (the gap-free ledger_seq) is held from
     --    here to commit, and nothing follows it but this statement's writes (and a pending
-    --    entry's, step 5). Each line's balance_after is its account's balance now, less what
-    --    the call's later lines moved.
+    --    entry's, step 5). Each line's balance_after (and account_version) is its account's
+    --    balance (and version) now, less what the call's later lines moved.
     WITH sequenced AS (
         UPDATE ledgers SET last_ledger_seq = last_ledger_seq + cardinality(p_items)
                                                              - cardinality(v_refused)
@@ -293,10 +295,12 @@ BEGIN
         WHERE i.item <> ALL (v_refused)
     ), line AS (
         SELECT e.id AS entry_id, e.expires_at, e.at, m.*,
-               m.balance - coalesce(sum(m.delta) OVER (
-                   PARTITION BY m.account_id ORDER BY m.item, m.pos
-                   ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0) AS balance_after
+               m.balance - coalesce(sum(m.delta) OVER later, 0) AS balance_after,
+               CASE WHEN NOT m.pending
+                    THEN m.version - coalesce(sum(m.posted) OVER later, 0) END AS account_version
         FROM arus_line_moves(v_lines) AS m JOIN entry e ON e.item = m.item
+        WINDOW later AS (PARTITION BY m.account_id ORDER BY m.item, m.pos
+                         ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)
     ), journal AS (
         INSERT INTO entries (id, ledger_id, ledger_seq, description, effective_date, metadata,
                              reverses, posts, pending, expires_at, idempotency_key, created_at)
@@ -305,9 +309,9 @@ BEGIN
         FROM entry e
     ), posted AS (
         INSERT INTO postings (entry_id, ledger_id, account_id, position, direction, amount,
-                              currency, balance_after, created_at)
+                              currency, balance_after, account_version, created_at)
         SELECT l.entry_id, p_ledger, l.account_id, l.pos, l.direction, l.amount, l.currency,
-               l.balance_after, l.at
+               l.balance_after, l.account_version, l.at
         FROM line l WHERE NOT l.pending
     ), rendered AS (
         SELECT e.item, e.id, e.key, e.ledger_seq, e.at, e.pending,
@@ -321,7 +325,8 @@ BEGIN
                    'postings', (SELECT json_agg(json_build_object(
                                     'account_id', l.account_id, 'account_code', l.code,
                                     'direction', l.direction, 'amount', l.amount,
-                                    'currency', l.currency) ORDER BY l.pos)
+                                    'currency', l.currency,
+                                    'account_version', l.account_version) ORDER BY l.pos)
                                 FROM line l WHERE l.entry_id = e.id),
                    'reverses', e.reverses, 'reversed_by', NULL,
                    'posts', e.posts, 'posted_by', NULL,
@@ -355,7 +360,7 @@ BEGIN
     -- only for the row's holder): refused, to be retried, which takes the close lock.
     IF NOT v_close_locked AND v_earliest < (v_sequenced_at AT TIME ZONE 'UTC')::date THEN
         RAISE EXCEPTION 'the day this entry is dated ended while it was written: retry'
-            USING ERRCODE = '40001', HINT = 'retry';
+            USING ERRCODE = '40001';
     END IF;
 
     -- 5. A pending entry's lines reserve instead of posting: its pending lines and holds, in a

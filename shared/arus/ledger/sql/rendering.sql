@@ -11,7 +11,8 @@ $$;
 
 -- An account's holds: `pending_debits` and `pending_credits` count the active ones, so the
 -- materialized totals less the holds already past their expires_at (the sweep deletes those
--- later); `available_balance` is the balance less the active holds on the side that lowers it.
+-- later); `available_balance` is the balance less the active holds on the side that lowers it;
+-- `version` counts the posted postings applied to it (SPEC §3.5).
 CREATE OR REPLACE FUNCTION arus_account_json(p_account_id uuid) RETURNS json
 LANGUAGE sql STABLE AS $$
     SELECT json_build_object(
@@ -23,6 +24,7 @@ LANGUAGE sql STABLE AS $$
         'available_balance', b.balance - CASE b.normal_side
             WHEN 'debit' THEN b.pending_credits - x.credits
             ELSE b.pending_debits - x.debits END,
+        'version', b.posting_count,
         'created_at', arus_timestamp(a.created_at))
     FROM accounts a JOIN balances b ON b.account_id = a.id
     CROSS JOIN LATERAL (
@@ -49,13 +51,15 @@ LANGUAGE sql STABLE AS $$
         'postings', CASE WHEN e.pending THEN (
             SELECT json_agg(json_build_object(
                        'account_id', p.account_id, 'account_code', a.code,
-                       'direction', p.direction, 'amount', p.amount, 'currency', p.currency)
+                       'direction', p.direction, 'amount', p.amount, 'currency', p.currency,
+                       'account_version', NULL)
                    ORDER BY p.position)
             FROM pending_postings p JOIN accounts a ON a.id = p.account_id
             WHERE p.entry_id = e.id) ELSE (
             SELECT json_agg(json_build_object(
                        'account_id', p.account_id, 'account_code', a.code,
-                       'direction', p.direction, 'amount', p.amount, 'currency', p.currency)
+                       'direction', p.direction, 'amount', p.amount, 'currency', p.currency,
+                       'account_version', p.account_version)
                    ORDER BY p.position)
             FROM postings p JOIN accounts a ON a.id = p.account_id
             WHERE p.entry_id = e.id) END,
