@@ -111,7 +111,9 @@ def test_n_entries_give_exactly_n_entry_committed_events_as_in_spec(
         served = api.get(f"/v1/accounts/{data['id']}", key=ledger.read_key).get_json()
         assert record.envelope["ledger_seq"] is None
         assert data["balance"] == 0, "an account is created empty"
-        moved = {"balance": None, "available_balance": None}  # entries moved them since
+        assert data["version"] == 0, "and at version 0"
+        # entries moved them since
+        moved = {"balance": None, "available_balance": None, "version": None}
         assert {**data, **moved} == {**served, **moved}
 
     # One key, one partition: a ledger's events keep their commit order.
