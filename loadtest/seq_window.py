@@ -23,11 +23,16 @@ from pathlib import Path
 from arus.ledger import engine_sql
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench import Bench
+from bench import PGBENCH_CLIENTS, Bench
 
-SEQUENCE_STEP = re.compile(r"UPDATE ledgers SET last_ledger_seq.*?INTO STRICT v_seq;", re.S)
-# Far above any real ledger_seq of the run, so the unique (ledger_id, ledger_seq) still holds.
-WITHOUT_STEP = "v_seq := nextval('seq_window_bound') + 1000000000;"
+# The record statement's sequence step (ledger/sql/posting.sql, arus_write_entries step 4).
+SEQUENCE_STEP = re.compile(
+    r"sequenced AS \(\s*UPDATE ledgers SET last_ledger_seq.*?AS at\s*\)", re.S
+)
+# Far above any real ledger_seq of the run, and 1,000 apart per call (a call writes at most
+# 1,000 entries), so the unique (ledger_id, ledger_seq) still holds.
+WITHOUT_STEP = ("sequenced AS (SELECT nextval('seq_window_bound') * 1000 + 1000000000 AS before, "
+                "clock_timestamp() AS at)")  # fmt: skip
 
 
 def main() -> int:
@@ -36,29 +41,27 @@ def main() -> int:
     args = parser.parse_args()
     bench = Bench(argparse.Namespace(duration=args.duration, only="pgbench"),
                   Path(tempfile.mkdtemp(prefix="arus-seq-window-")))  # fmt: skip
+    target = bench.after
     try:
         bench.setup()
         bench.warm_up()
-        rows = []
+        rates: dict[tuple[str, str], float] = {}
         for label in ("with the sequence step", "without it (bound)"):
             if label.startswith("without"):
-                engine = engine_sql.engine_sql()
+                engine = (engine_sql.SQL_DIR / "posting.sql").read_text()
                 assert SEQUENCE_STEP.search(engine), "the sequence step is not where it was"
-                bench.sql("CREATE SEQUENCE seq_window_bound")
-                bench.sql("SET check_function_bodies = off;\n"
-                          + SEQUENCE_STEP.sub(WITHOUT_STEP, engine))  # fmt: skip
+                target.sql("CREATE SEQUENCE seq_window_bound")
+                target.sql(SEQUENCE_STEP.sub(WITHOUT_STEP, engine))
             for shape in ("uniform", "hot"):
-                shutil.rmtree(bench.work / f"log-engine-{shape}", ignore_errors=True)
-                row = bench.pgbench("engine", shape)
-                rows.append((label, shape, row))
-                print(f"{label:24} {shape:8} {row.entries_per_s:7,.0f} entries/s  "
-                      f"p50 {row.p50_ms} ms  waits {row.waits}", flush=True)  # fmt: skip
-        with_step = {s: r.entries_per_s for label, s, r in rows if label.startswith("with ")}
-        for label, shape, row in rows:
-            if label.startswith("without"):
-                window_ms = 1000 / with_step[shape]
-                print(f"{shape}: the step costs {row.entries_per_s / with_step[shape]:.2f}x; "
-                      f"one entry holds the ledger row ~{window_ms:.2f} ms")  # fmt: skip
+                sample = bench.pgbench(target, "engine", shape, PGBENCH_CLIENTS)
+                rates[label, shape] = sample.entries / sample.elapsed_s
+                print(f"{label:24} {shape:8} {rates[label, shape]:7,.0f} entries/s  "
+                      f"waits {sample.waits}", flush=True)  # fmt: skip
+        for shape in ("uniform", "hot"):
+            with_step = rates["with the sequence step", shape]
+            bound = rates["without it (bound)", shape]
+            print(f"{shape}: without the step {bound / with_step:.2f}x; "
+                  f"one entry holds the ledger row ~{1000 / with_step:.2f} ms")  # fmt: skip
     finally:
         bench.db.stop()
         shutil.rmtree(bench.work, ignore_errors=True)
