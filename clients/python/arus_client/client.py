@@ -48,6 +48,9 @@ __all__ = [
     "ArusClientError",
     "ArusConnectionError",
     "BalanceSnapshot",
+    "BalancesAt",
+    "BatchEntry",
+    "BatchResult",
     "Close",
     "CurrencyMismatchError",
     "DuplicateAccountCodeError",
@@ -504,6 +507,77 @@ class SnapshotBalance:
     account_code: str
     currency: str
     balance: int
+
+
+@dataclass(frozen=True)
+class BalancesAt:
+    """One page of `GET /v1/balances?at=`: every account's posted balance at that instant."""
+
+    at: str
+    data: list[SnapshotBalance]
+    next_cursor: str | None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> BalancesAt:
+        return cls(
+            at=str(body["at"]),
+            data=[
+                SnapshotBalance(str(b["account_id"]), str(b["account_code"]),
+                                str(b["currency"]), int(b["balance"]))
+                for b in body["data"]
+            ],
+            next_cursor=_optional_str(body.get("next_cursor")),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """One entry of `POST /v1/entries/batch`, with the idempotency key of its own."""
+
+    postings: Sequence[NewPosting]
+    idempotency_key: str = field(default_factory=lambda: new_idempotency_key())
+    description: str | None = None
+    effective_date: dt.date | str | None = None
+    metadata: Mapping[str, Any] | None = None
+    pending: bool = False
+    expires_at: dt.datetime | str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"idempotency_key": self.idempotency_key,
+                                "postings": [p.to_json() for p in self.postings]}  # fmt: skip
+        if self.pending:
+            body["status"] = "pending"
+        if self.expires_at is not None:
+            body["expires_at"] = _instant(self.expires_at)
+        if self.description is not None:
+            body["description"] = self.description
+        if self.effective_date is not None:
+            body["effective_date"] = _date(self.effective_date)
+        if self.metadata is not None:
+            body["metadata"] = dict(self.metadata)
+        return body
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One entry's answer in a batch: its entry (201, or 200 replayed) or its error."""
+
+    status: int
+    entry: Entry | None
+    error_code: str | None
+    error_message: str | None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> BatchResult:
+        error = body.get("error")
+        replayed = bool(body.get("replayed", False))
+        entry = body.get("entry")
+        return cls(
+            status=int(body["status"]),
+            entry=None if entry is None else Entry.from_json(entry, replayed=replayed),
+            error_code=None if error is None else str(error["code"]),
+            error_message=None if error is None else str(error["message"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -988,6 +1062,17 @@ class ArusClient:
         )
         return Entry.from_json(response.json(), replayed=_replayed(response))
 
+    def post_batch(
+        self, entries: Sequence[BatchEntry], *, atomic: bool = False
+    ) -> list[BatchResult]:
+        """Post up to 1,000 entries in one transaction, judged in order (SPEC §3.1): one result
+        per entry. With `atomic=True` it is all or nothing: the first failing entry's error is
+        raised (its `index` in the error's details). Each entry keeps its own idempotency key,
+        so a retry of the whole call replays what was written."""
+        body = {"entries": [e.to_json() for e in entries], "atomic": atomic}
+        response = self._request("POST", "/v1/entries/batch", body=body)
+        return [BatchResult.from_json(r) for r in response.json()["results"]]
+
     def reverse_entry(
         self,
         entry_id: str,
@@ -1084,6 +1169,14 @@ class ArusClient:
             return Page(page.data, page.next_cursor)
 
         return self._iterate(fetch)
+
+    def balances_at(
+        self, at: dt.datetime | str, *, limit: int | None = None, cursor: str | None = None
+    ) -> BalancesAt:
+        """One page of every account's posted balance at the instant `at`, by account code."""
+        params = self._page_params(limit, cursor)
+        params["at"] = _instant(at)
+        return BalancesAt.from_json(self._get_json("/v1/balances", params))
 
     def get_close(self, day: dt.date | str) -> Close:
         """One daily close with its seal (404 if the day is not closed)."""
