@@ -10,6 +10,7 @@ import pytest
 from arus.jobs import close
 from arus.ledger.commands import today_utc
 
+from tests.support.errors import error_code
 from tests.support.ledgers import age_ledger
 
 YESTERDAY = today_utc() - dt.timedelta(days=1)
@@ -19,12 +20,6 @@ def _rollup(api, ledger, **query: str):
     response = api.get("/v1/rollups", key=ledger.read_key, query_string=query)
     assert response.status_code == 200, response.get_json()
     return response.get_json()
-
-
-def _error(response) -> str:
-    body = response.get_json()
-    assert set(body) == {"error"}, body
-    return body["error"]["code"]
 
 
 @pytest.fixture
@@ -106,7 +101,7 @@ def test_underscore_and_percent_are_not_wildcards(api, ledger):
     assert _rollup(api, ledger, prefix="a_")["accounts"] == 1
     for pattern in ("a%", "%", "a*"):
         response = api.get("/v1/rollups", key=ledger.read_key, query_string={"prefix": pattern})
-        assert response.status_code == 422 and _error(response) == "validation_error"
+        assert response.status_code == 422 and error_code(response) == "validation_error"
         assert "wildcards" in response.get_json()["error"]["message"]
 
 
@@ -157,7 +152,7 @@ def test_as_of_a_closed_day_reads_its_snapshot_and_an_open_day_is_404(api, engin
     for day in (today_utc(), YESTERDAY - dt.timedelta(days=1)):
         query = {"prefix": "wallet:", "as_of": day.isoformat()}
         response = api.get("/v1/rollups", key=tree.read_key, query_string=query)
-        assert response.status_code == 404 and _error(response) == "not_found"
+        assert response.status_code == 404 and error_code(response) == "not_found"
 
 
 @pytest.mark.parametrize(
@@ -178,7 +173,7 @@ def test_as_of_a_closed_day_reads_its_snapshot_and_an_open_day_is_404(api, engin
 def test_bad_queries_are_422(api, ledger, query):
     response = api.get("/v1/rollups", key=ledger.read_key, query_string=query)
     assert response.status_code == 422, response.get_json()
-    assert _error(response) == "validation_error"
+    assert error_code(response) == "validation_error"
 
 
 def test_a_rollup_sees_only_the_keys_ledger(api, tree, other_ledger):

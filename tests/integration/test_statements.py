@@ -13,6 +13,8 @@ import pytest
 from arus.ledger.commands import today_utc
 from arus.ledger.reads import encode_cursor
 
+from tests.support.errors import error_code
+
 TODAY = today_utc()
 
 
@@ -35,12 +37,6 @@ def _statement(api, ledger, ref: str, **query):
     response = api.get(f"/v1/accounts/{ref}/statement", key=ledger.read_key, query_string=query)
     assert response.status_code == 200, response.get_json()
     return response.get_json()
-
-
-def _error(response) -> str:
-    body = response.get_json()
-    assert set(body) == {"error"}, body
-    return body["error"]["code"]
 
 
 @pytest.fixture
@@ -216,7 +212,7 @@ def test_unknown_accounts_and_other_ledgers_accounts_are_404(api, books, other_l
     for ref in ("nobody", other["id"], str(uuid.uuid4()), "bad code"):
         response = api.get(f"/v1/accounts/{ref}/statement", key=ledger.read_key,
                            query_string=span)  # fmt: skip
-        assert response.status_code == 404 and _error(response) == "not_found", ref
+        assert response.status_code == 404 and error_code(response) == "not_found", ref
     assert api.get("/v1/accounts/cash/statement", query_string=span).status_code == 401
 
 
@@ -243,7 +239,7 @@ def test_bad_queries_are_422(api, books, query):
     ledger, _ = books
     response = api.get("/v1/accounts/cash/statement", key=ledger.read_key, query_string=query)
     assert response.status_code == 422, response.get_json()
-    assert _error(response) == "validation_error"
+    assert error_code(response) == "validation_error"
 
 
 def test_a_year_of_366_days_is_one_statement(api, books):
@@ -263,4 +259,4 @@ def test_a_cursor_serves_only_the_statement_that_returned_it(api, books):
     for ref, changed in (("cash2", {}), ("cash", {"to": day(-1)}), ("cash", {"from": day(-9)})):
         response = api.get(f"/v1/accounts/{ref}/statement", key=ledger.read_key,
                            query_string={**query, **changed, "cursor": cursor})  # fmt: skip
-        assert response.status_code == 422 and _error(response) == "validation_error", ref
+        assert response.status_code == 422 and error_code(response) == "validation_error", ref

@@ -1,4 +1,4 @@
-"""What an exception chain says, for tests that match on a message buried in it."""
+"""What an error says: an exception chain's messages, and an HTTP error answer's code."""
 
 from __future__ import annotations
 
@@ -13,3 +13,10 @@ def exception_chain(exc: BaseException) -> str:
         messages.append(f"{type(current).__name__}: {current}")
         current = current.__cause__ or current.__context__
     return "\n".join(messages)
+
+
+def error_code(response) -> str:
+    """The code of an API error answer, which must be `{"error": {...}}` and nothing else."""
+    body = response.get_json()
+    assert set(body) == {"error"}, body
+    return str(body["error"]["code"])

@@ -508,6 +508,11 @@ class SnapshotBalance:
     currency: str
     balance: int
 
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> SnapshotBalance:
+        return cls(str(body["account_id"]), str(body["account_code"]), str(body["currency"]),
+                   int(body["balance"]))  # fmt: skip
+
 
 @dataclass(frozen=True)
 class BalancesAt:
@@ -521,11 +526,7 @@ class BalancesAt:
     def from_json(cls, body: Mapping[str, Any]) -> BalancesAt:
         return cls(
             at=str(body["at"]),
-            data=[
-                SnapshotBalance(str(b["account_id"]), str(b["account_code"]),
-                                str(b["currency"]), int(b["balance"]))
-                for b in body["data"]
-            ],
+            data=[SnapshotBalance.from_json(b) for b in body["data"]],
             next_cursor=_optional_str(body.get("next_cursor")),
         )  # fmt: skip
 
@@ -594,15 +595,7 @@ class BalanceSnapshot:
         return cls(
             as_of=str(body["as_of"]),
             closed_at=str(body["closed_at"]),
-            data=[
-                SnapshotBalance(
-                    account_id=str(b["account_id"]),
-                    account_code=str(b["account_code"]),
-                    currency=str(b["currency"]),
-                    balance=int(b["balance"]),
-                )
-                for b in body["data"]
-            ],
+            data=[SnapshotBalance.from_json(b) for b in body["data"]],
             next_cursor=_optional_str(body.get("next_cursor")),
         )
 

@@ -60,6 +60,16 @@ def _page(item: str) -> dict[str, Any]:
     )
 
 
+def _trial_balance_totals(description: str | None = None) -> dict[str, Any]:
+    """The trial-balance columns per currency: the trial balance's, a close's and a rollup's (a
+    sum over many accounts, so not bounded by int64)."""
+    column = {"type": "integer", "minimum": 0}
+    columns = _object(["currency", "debit", "credit"],
+                      {"currency": CURRENCY, "debit": column, "credit": column})  # fmt: skip
+    schema: dict[str, Any] = {"type": "array", "items": columns}
+    return schema if description is None else {**schema, "description": description}
+
+
 SCHEMAS: dict[str, Any] = {
     "Error": _object(
         ["error"],
@@ -298,13 +308,7 @@ SCHEMAS: dict[str, Any] = {
         ["accounts", "totals", "balanced", "drift"],
         {
             "accounts": {"type": "array", "items": {"type": "object"}},
-            "totals": {
-                "type": "array",
-                "items": _object(
-                    ["currency", "debit", "credit"],
-                    {"currency": CURRENCY, "debit": NON_NEGATIVE, "credit": NON_NEGATIVE},
-                ),
-            },
+            "totals": _trial_balance_totals(),
             "balanced": {"type": "boolean"},
             "drift": {"type": "array", "items": {"type": "object"}},
         },
@@ -354,17 +358,7 @@ SCHEMAS: dict[str, Any] = {
                 "minimum": 0,
                 "description": "accounts with postings dated through the day",
             },
-            "totals": {
-                "type": "array",
-                "items": _object(
-                    ["currency", "debit", "credit"],
-                    {
-                        "currency": CURRENCY,
-                        "debit": {"type": "integer", "minimum": 0},
-                        "credit": {"type": "integer", "minimum": 0},
-                    },
-                ),
-            },
+            "totals": _trial_balance_totals(),
             "balanced": {"type": "boolean"},
         },
     ),
@@ -374,18 +368,7 @@ SCHEMAS: dict[str, Any] = {
         {
             "prefix": {"type": "string", "pattern": f"^{ACCOUNT_CODE_PATTERN}$"},
             "accounts": {"type": "integer", "minimum": 0},
-            "totals": {
-                "type": "array",
-                "description": "one per currency of the accounts summed, by currency",
-                "items": _object(
-                    ["currency", "debit", "credit"],
-                    {
-                        "currency": CURRENCY,
-                        "debit": {"type": "integer", "minimum": 0},
-                        "credit": {"type": "integer", "minimum": 0},
-                    },
-                ),
-            },
+            "totals": _trial_balance_totals("one per currency of the accounts summed, by currency"),
             "at": {**INSTANT, "description": "the instant asked for, when asked for"},
             "as_of": {**DATE, "description": "the closed day asked for, when asked for"},
         },
