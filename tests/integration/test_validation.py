@@ -191,3 +191,37 @@ def test_a_mutation_path_that_is_not_text_is_a_validation_error_after_the_key_ch
         b"/v1/entries/batch", b"atomic=%FF"))  # fmt: skip
     assert response.status_code == 422
     assert response.get_json()["error"]["message"] == "query parameter atomic is not valid UTF-8"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("ARUS_DB_IAM_AUTH", "ture", "valid boolean"),  # a typo was read as false
+        ("ARUS_LOG_LEVEL", "verbose", "'DEBUG', 'INFO'"),
+        ("ARUS_DB_MAX_OVERFLOW", "-1", "greater than or equal to 0"),
+        ("ARUS_MAX_BODY_BYTES", "10", "greater than or equal to 1024"),
+        ("ARUS_MAX_BATCH_BODY_BYTES", "lots", "valid integer"),
+        ("ARUS_RELAY_TIME_BUDGET_S", "0", "greater than 0"),
+        ("ARUS_LOG_FORMAT", "xml", "'json' or 'text'"),
+        ("ARUS_DB_IP_TYPE", "carrier", "'public', 'private' or 'psc'"),
+    ],
+)
+def test_a_variable_written_wrong_is_an_error_naming_it(variable, value, says):
+    with pytest.raises(ConfigError, match=variable) as refused:
+        load_settings({variable: value})
+    assert says in str(refused.value) and repr(value).lower() in str(refused.value).lower()
+
+
+def test_a_secret_is_never_repeated_in_a_configuration_error():
+    with pytest.raises(ConfigError, match="ARUS_OPERATOR_TOKEN") as refused:
+        load_settings({"ARUS_OPERATOR_TOKEN": "hunter2"})
+    assert "hunter2" not in str(refused.value)
+
+
+def test_settings_parse_their_written_forms():
+    settings = load_settings({"ARUS_DB_IAM_AUTH": "on", "ARUS_LOG_LEVEL": "debug",
+                              "ARUS_OUTBOX_TRANSPORT": "LOG", "ARUS_DB_POOL_SIZE": "",
+                              "ARUS_RELAY_TIME_BUDGET_S": "2.5", "K_SERVICE": "api"})  # fmt: skip
+    assert settings.db_iam_auth is True and settings.log_level == "DEBUG"
+    assert settings.outbox_transport == "log" and settings.db_pool_size == 5  # empty is unset
+    assert settings.relay_time_budget_s == 2.5 and settings.log_format == "json"

@@ -1,4 +1,5 @@
-"""Configuration, read once from the environment into a frozen dataclass (SPEC §6)."""
+"""Configuration, read once from the environment into a frozen dataclass (SPEC §6): parsed and
+validated by a pydantic model, so a variable written wrong is an error that names it."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from arus.rules import MIN_RETENTION_DAYS
-
-TRANSPORTS = ("log", "kafka", "pubsub")
 
 
 class ConfigError(ValueError):
@@ -58,100 +60,84 @@ class Settings:
         url = {"relay": self.relay_database_url, "close": self.close_database_url}[job]
         return self if url is None else dataclasses.replace(self, database_url=url)
 
-    def __post_init__(self) -> None:
-        if self.outbox_transport not in TRANSPORTS:
-            raise ConfigError(
-                f"ARUS_OUTBOX_TRANSPORT must be one of {', '.join(TRANSPORTS)}, "
-                f"not {self.outbox_transport!r}"
-            )
-        if self.db_ip_type not in ("public", "private", "psc"):
-            raise ConfigError("ARUS_DB_IP_TYPE must be public, private or psc")
-        if not 1 <= self.db_pool_size <= 100:
-            raise ConfigError("ARUS_DB_POOL_SIZE must be between 1 and 100")
-        if not 1 <= self.relay_batch_size <= 10_000:
-            raise ConfigError("ARUS_RELAY_BATCH_SIZE must be between 1 and 10000")
-        if self.log_format not in ("json", "text"):
-            raise ConfigError("ARUS_LOG_FORMAT must be json or text")
-        if not 0 < self.relay_time_budget_s <= 3600:
-            raise ConfigError("ARUS_RELAY_TIME_BUDGET_S must be in (0, 3600]")
-        for name, days in (
-            ("ARUS_IDEMPOTENCY_RETENTION_DAYS", self.idempotency_retention_days),
-            ("ARUS_OUTBOX_RETENTION_DAYS", self.outbox_retention_days),
-        ):
-            if days is not None and not MIN_RETENTION_DAYS <= days <= 36_500:
-                raise ConfigError(f"{name} must be at least {MIN_RETENTION_DAYS} (days), or unset")
-        if self.operator_token is not None and len(self.operator_token) < 32:
-            raise ConfigError("ARUS_OPERATOR_TOKEN must be at least 32 characters")
-        for name, value in (
-            ("ARUS_DB_STATEMENT_TIMEOUT_MS", self.db_statement_timeout_ms),
-            ("ARUS_DB_LOCK_TIMEOUT_MS", self.db_lock_timeout_ms),
-            ("ARUS_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", self.db_idle_in_transaction_timeout_ms),
-        ):
-            if not 0 <= value <= 3_600_000:
-                raise ConfigError(f"{name} must be between 0 and 3600000 (ms; 0 is no limit)")
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Milliseconds = Annotated[int, Field(ge=0, le=3_600_000)]  # 0 turns the bound off
+RetentionDays = Annotated[int, Field(ge=MIN_RETENTION_DAYS, le=36_500)]
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+class _Environment(BaseModel):
+    """The ARUS_* variables as they must be written: each parsed and checked once, here (a
+    boolean is true/false/1/0/yes/no/on/off, nothing else; a number is a number in its range;
+    a choice is one of its values). An empty variable counts as unset."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    database_url: str | None = None
+    cloudsql_instance: str | None = None
+    db_name: str = "arus"
+    db_user: str = "arus"
+    db_password: str | None = None
+    db_password_secret: str | None = None
+    db_iam_auth: bool = False
+    db_ip_type: Literal["public", "private", "psc"] = "public"
+    db_pool_size: Annotated[int, Field(ge=1, le=100)] = 5
+    db_max_overflow: Annotated[int, Field(ge=0, le=100)] = 2
+    db_statement_timeout_ms: Milliseconds = 10_000
+    db_lock_timeout_ms: Milliseconds = 5_000
+    db_idle_in_transaction_timeout_ms: Milliseconds = 30_000
+    outbox_transport: Literal["log", "kafka", "pubsub"] = "log"
+    kafka_bootstrap: str | None = None
+    kafka_topic: str = "arus.ledger.events"
+    pubsub_topic: str | None = None
+    relay_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    relay_time_budget_s: Annotated[float, Field(gt=0, le=3600)] = 50.0
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    max_batch_body_bytes: Annotated[int, Field(ge=1024, le=256 * 1024 * 1024)] = 8 * 1024 * 1024
+    log_format: Literal["json", "text"] | None = None
+    log_level: LogLevel = "INFO"
+    idempotency_retention_days: RetentionDays | None = None
+    outbox_retention_days: RetentionDays | None = None
+    operator_token: Annotated[str, Field(min_length=32)] | None = None
+    relay_database_url: str | None = None
+    close_database_url: str | None = None
+
+    @field_validator("db_ip_type", "outbox_transport", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
 
-def _optional_int(env: Mapping[str, str], name: str) -> int | None:
-    return None if not env.get(name) else _int(env, name, 0)
+# Values never repeated in an error: they are, or may carry, a credential.
+_SECRET = frozenset({"db_password", "operator_token", "database_url", "relay_database_url",
+                     "close_database_url"})  # fmt: skip
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-
-
-def _bool(env: Mapping[str, str], name: str) -> bool:
-    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+def _problem(error: Mapping[str, Any]) -> str:
+    """One validation error as the variable it is about and what it must be."""
+    field_name = str(error["loc"][0]) if error["loc"] else "*"
+    shown = "" if field_name in _SECRET else f" (got {error.get('input')!r})"
+    return f"ARUS_{field_name.upper()}: {error['msg']}{shown}"
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate the ARUS_* variables; raises ConfigError with the variable's name."""
+    """Read and validate the ARUS_* variables; raises ConfigError naming each variable that is
+    not as it must be (a typo is an error, never a default)."""
     env = os.environ if env is None else env
-    return Settings(
-        database_url=env.get("ARUS_DATABASE_URL") or None,
-        cloudsql_instance=env.get("ARUS_CLOUDSQL_INSTANCE") or None,
-        db_name=env.get("ARUS_DB_NAME") or "arus",
-        db_user=env.get("ARUS_DB_USER") or "arus",
-        db_password=env.get("ARUS_DB_PASSWORD") or None,
-        db_password_secret=env.get("ARUS_DB_PASSWORD_SECRET") or None,
-        db_iam_auth=_bool(env, "ARUS_DB_IAM_AUTH"),
-        db_ip_type=(env.get("ARUS_DB_IP_TYPE") or "public").lower(),
-        db_pool_size=_int(env, "ARUS_DB_POOL_SIZE", 5),
-        db_max_overflow=_int(env, "ARUS_DB_MAX_OVERFLOW", 2),
-        db_statement_timeout_ms=_int(env, "ARUS_DB_STATEMENT_TIMEOUT_MS", 10_000),
-        db_lock_timeout_ms=_int(env, "ARUS_DB_LOCK_TIMEOUT_MS", 5_000),
-        db_idle_in_transaction_timeout_ms=_int(
-            env, "ARUS_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 30_000
-        ),
-        outbox_transport=(env.get("ARUS_OUTBOX_TRANSPORT") or "log").lower(),
-        kafka_bootstrap=env.get("ARUS_KAFKA_BOOTSTRAP") or None,
-        kafka_topic=env.get("ARUS_KAFKA_TOPIC") or "arus.ledger.events",
-        pubsub_topic=env.get("ARUS_PUBSUB_TOPIC") or None,
-        relay_batch_size=_int(env, "ARUS_RELAY_BATCH_SIZE", 100),
-        relay_time_budget_s=_float(env, "ARUS_RELAY_TIME_BUDGET_S", 50.0),
-        max_body_bytes=_int(env, "ARUS_MAX_BODY_BYTES", 1024 * 1024),
-        max_batch_body_bytes=_int(env, "ARUS_MAX_BATCH_BODY_BYTES", 8 * 1024 * 1024),
-        # Cloud Run sets K_SERVICE: log JSON there so Cloud Logging reads severity and fields.
-        log_format=(env.get("ARUS_LOG_FORMAT") or ("json" if env.get("K_SERVICE") else "text")),
-        log_level=(env.get("ARUS_LOG_LEVEL") or "INFO").upper(),
-        operator_token=env.get("ARUS_OPERATOR_TOKEN") or None,
-        relay_database_url=env.get("ARUS_RELAY_DATABASE_URL") or None,
-        close_database_url=env.get("ARUS_CLOSE_DATABASE_URL") or None,
-        idempotency_retention_days=_optional_int(env, "ARUS_IDEMPOTENCY_RETENTION_DAYS"),
-        outbox_retention_days=_optional_int(env, "ARUS_OUTBOX_RETENTION_DAYS"),
-    )
+    given = {k[len("ARUS_") :].lower(): v for k, v in env.items() if k.upper().startswith("ARUS_")}
+    known = {name: value for name, value in given.items() if name in _Environment.model_fields}
+    try:
+        parsed = _Environment.model_validate(
+            {name: value for name, value in known.items() if value != ""}
+        )
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_problem(e) for e in exc.errors())) from None
+    values = parsed.model_dump()
+    # Cloud Run sets K_SERVICE: log JSON there so Cloud Logging reads severity and fields.
+    values["log_format"] = values["log_format"] or ("json" if env.get("K_SERVICE") else "text")
+    return Settings(**values)
