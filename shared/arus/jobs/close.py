@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 
 from arus import errors
 from arus.admin import ledgers
+from arus.jobs import Progress, every
 from arus.ledger.commands import today_utc
 from arus.platform.config import Settings
 from arus.platform.db import get_engine
@@ -57,10 +58,13 @@ def close_ledger(engine: Engine, ledger_id: uuid.UUID, day: dt.date) -> dict[str
     return report
 
 
-def close_all(settings: Settings, day: dt.date | None = None) -> list[dict[str, Any]]:
-    """Close `day` (default: yesterday, UTC) for every ledger that existed on that day."""
+def close_all(
+    settings: Settings, day: dt.date | None = None, *, progress: Progress = every
+) -> list[dict[str, Any]]:
+    """Close `day` (default: yesterday, UTC) for every ledger that existed on that day;
+    `progress` wraps the ledgers as they are closed (the CLI's bar on a terminal)."""
     day = day or today_utc() - dt.timedelta(days=1)
     engine = get_engine(settings.for_job("close"))
     with engine.connect() as conn:
         ids = ledgers.ledger_ids(conn, created_before=_cutoff(day))
-    return [close_ledger(engine, ledger_id, day) for ledger_id in ids]
+    return [close_ledger(engine, ledger_id, day) for ledger_id in progress(ids, f"closing {day}")]

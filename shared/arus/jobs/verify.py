@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from arus.admin import ledgers
+from arus.jobs import Progress, every
 from arus.ledger import reads
 from arus.ledger.access import KnownLedger
 from arus.ledger.schema import entries
@@ -157,12 +158,13 @@ def table_sizes(conn: Connection) -> dict[str, int]:
     return {name: int(size) for name, size in rows}
 
 
-def verify_all(engine: Engine) -> dict[str, Any]:
+def verify_all(engine: Engine, *, progress: Progress = every) -> dict[str, Any]:
     """One report for every ledger; `ok` is false on any imbalance, drift, sequence gap,
     pending total that is not its holds, or close whose seal its journal no longer matches."""
     with engine.connect() as conn:
         # One snapshot for the whole report, while writers keep posting.
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        reports = [verify_ledger(conn, ledger_id) for ledger_id in ledgers.ledger_ids(conn)]
+        ids = ledgers.ledger_ids(conn)
+        reports = [verify_ledger(conn, ledger_id) for ledger_id in progress(ids, "verifying")]
         sizes = table_sizes(conn)
     return {"ok": all(r["ok"] for r in reports), "ledgers": reports, "table_bytes": sizes}

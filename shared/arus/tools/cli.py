@@ -21,7 +21,7 @@ from arus.ledger.access import SCOPES
 from arus.platform import logs
 from arus.platform.config import ConfigError, Settings, load_settings
 from arus.platform.db import get_engine
-from arus.tools import devserver
+from arus.tools import devserver, progress
 
 log = logging.getLogger("arus.tools.cli")
 
@@ -98,7 +98,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
-    report = verify.verify_all(get_engine(settings))
+    report = verify.verify_all(get_engine(settings), progress=progress.track)
     _print_json(report)
     for ledger in report["ledgers"]:
         if ledger["seal_broken_at"] is not None:
@@ -129,7 +129,9 @@ def cmd_openapi(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
     from arus.jobs import prune
 
-    _print_json(prune.prune(settings))
+    with progress.status("pruning"):
+        counts = prune.prune(settings)
+    _print_json(counts)
     return 0
 
 
@@ -137,7 +139,7 @@ def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
     from arus.jobs import close
 
     day = commands.parse_as_of(args.date, field="--date") if args.date else None
-    reports = close.close_all(settings, day)
+    reports = close.close_all(settings, day, progress=progress.track)
     _print_json(reports)
     return 0 if all(r["ok"] for r in reports) else 1
 

@@ -1,0 +1,43 @@
+"""Long CLI work shows progress on a terminal and nothing elsewhere (issue 19 item 7): the
+JSON on standard output is the same either way."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+
+
+def _verify(settings, *, terminal: bool) -> tuple[str, str]:
+    env = {**os.environ, "ARUS_DATABASE_URL": settings.database_url, "COLUMNS": "100"}
+    command = [sys.executable, "-m", "arus.tools.cli", "verify"]
+    if not terminal:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        return done.stdout, done.stderr
+    controller, terminal_end = pty.openpty()
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=terminal_end) as run:
+        os.close(terminal_end)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            shown += chunk
+        out = run.stdout.read().decode() if run.stdout else ""
+        run.wait(timeout=300)
+    os.close(controller)
+    return out, shown.decode(errors="replace")
+
+
+def test_verify_shows_a_bar_on_a_terminal_only(settings, ledger):
+    out, shown = _verify(settings, terminal=True)
+    assert "verifying" in shown, shown
+    assert json.loads(out)["ledgers"], "the JSON report is unchanged on a terminal"
+    out, stderr = _verify(settings, terminal=False)
+    assert "verifying" not in stderr
+    assert json.loads(out)["ledgers"]
