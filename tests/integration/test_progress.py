@@ -8,6 +8,7 @@ import os
 import pty
 import subprocess
 import sys
+import tempfile
 
 
 def _verify(settings, *, terminal: bool) -> tuple[str, str]:
@@ -17,20 +18,24 @@ def _verify(settings, *, terminal: bool) -> tuple[str, str]:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         return done.stdout, done.stderr
     controller, terminal_end = pty.openpty()
-    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=terminal_end) as run:
-        os.close(terminal_end)
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # the terminal closed with the process
-                break
-            if not chunk:
-                break
-            shown += chunk
-        out = run.stdout.read().decode() if run.stdout else ""
-        run.wait(timeout=300)
-    os.close(controller)
+    # Standard output goes to a file: a pipe nobody reads while the terminal is read could fill
+    # up with a long report and stall the process.
+    with tempfile.TemporaryFile() as report:
+        with subprocess.Popen(command, env=env, stdout=report, stderr=terminal_end) as run:
+            os.close(terminal_end)
+            shown = b""
+            while True:
+                try:
+                    chunk = os.read(controller, 4096)
+                except OSError:  # the terminal closed with the process
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            run.wait(timeout=300)
+        os.close(controller)
+        report.seek(0)
+        out = report.read().decode()
     return out, shown.decode(errors="replace")
 
 
