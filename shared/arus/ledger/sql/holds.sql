@@ -2,14 +2,18 @@
 -- pending entry's lines reserve funds as holds and add to the account's pending_debits or
 -- pending_credits (posting.sql writes them); each pending entry has exactly one outcome.
 
--- Locks, in ascending account id (the engine's lock order), the balance rows of the accounts
--- that the given pending entries of a ledger hold funds on. A post and a void take these locks
--- before they claim an outcome, and the expiry sweep takes them (without waiting) too: a spend that judged a hold expired has committed before
--- a capture of that hold judges its expiry (so the capture answers pending_expired, never
--- insufficient_funds), and a sweep never waits for an outcome while holding a balance lock.
+-- Locks, after the ledger's close lock (shared: a close seals the outcomes resolved before it,
+-- so none may be resolved while it runs) and in ascending account id (the engine's lock
+-- order), the balance rows of the accounts that the given pending entries of a ledger hold
+-- funds on. A post and a void take these locks before they claim an outcome, and the expiry
+-- sweep takes the same locks (without waiting) too: a spend that judged a hold expired has
+-- committed before a capture of that hold judges its expiry (so the capture answers
+-- pending_expired, never insufficient_funds), and a sweep never waits for an outcome while
+-- holding a balance lock.
 CREATE OR REPLACE FUNCTION arus_lock_hold_accounts(p_ledger uuid, p_entries uuid[])
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM arus_close_lock(p_ledger, false);
     PERFORM 1 FROM balances
     WHERE account_id IN (SELECT account_id FROM pending_postings
                          WHERE entry_id = ANY (p_entries) AND ledger_id = p_ledger)
@@ -97,7 +101,6 @@ BEGIN
     IF v_replay IS NOT NULL THEN
         RETURN v_replay;
     END IF;
-    PERFORM arus_close_lock(v_ledger, false);  -- a close seals the outcomes before it
     PERFORM arus_lock_hold_accounts(v_ledger, ARRAY[p_entry_id]);
     v_seq := arus_claim_outcome(v_ledger, p_entry_id, 'posted');
     SELECT jsonb_agg(jsonb_build_object('account_id', account_id, 'direction', direction,
@@ -129,7 +132,6 @@ BEGIN
     IF v_replay IS NOT NULL THEN
         RETURN v_replay;
     END IF;
-    PERFORM arus_close_lock(v_ledger, false);  -- a close seals the outcomes before it
     PERFORM arus_lock_hold_accounts(v_ledger, ARRAY[p_entry_id]);
     v_seq := arus_claim_outcome(v_ledger, p_entry_id, 'voided');
     PERFORM arus_release_holds(ARRAY[p_entry_id]);
