@@ -1,15 +1,16 @@
-"""Configuration, read once from the environment into a frozen dataclass (SPEC §6): parsed and
-validated by a pydantic model, so a variable written wrong is an error that names it."""
+"""Configuration, read once from the environment into a frozen dataclass (SPEC §6), which
+pydantic validates: a variable written wrong is an error that names it."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
+from pydantic.dataclasses import dataclass
 
 from arus.rules import MIN_RETENTION_DAYS
 
@@ -18,60 +19,17 @@ class ConfigError(ValueError):
     """The environment does not describe a usable configuration."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str | None = None
-    cloudsql_instance: str | None = None
-    db_name: str = "arus"
-    db_user: str = "arus"
-    db_password: str | None = None
-    db_password_secret: str | None = None
-    db_iam_auth: bool = False
-    db_ip_type: str = "public"
-    db_pool_size: int = 5
-    db_max_overflow: int = 2
-    # Bounds on every session (0 turns one off): a statement, a lock wait, an idle transaction.
-    db_statement_timeout_ms: int = 10_000
-    db_lock_timeout_ms: int = 5_000
-    db_idle_in_transaction_timeout_ms: int = 30_000
-    outbox_transport: str = "log"
-    kafka_bootstrap: str | None = None
-    kafka_topic: str = "arus.ledger.events"
-    pubsub_topic: str | None = None
-    relay_batch_size: int = 100
-    relay_time_budget_s: float = 50.0
-    max_body_bytes: int = 1024 * 1024
-    max_batch_body_bytes: int = 8 * 1024 * 1024
-    log_format: str = "text"
-    log_level: str = "INFO"
-    # Retention in days (None: keep): idempotency claims, and published outbox rows.
-    idempotency_retention_days: int | None = None
-    outbox_retention_days: int | None = None
-    # Bearer token for the job routes of `arus serve` (unset: they are not served). The relay
-    # and daily_close functions on Google Cloud are gated by IAM instead.
-    operator_token: str | None = field(default=None, repr=False)
-    # The relay's and the close's own logins (SPEC §3.6) for a process that runs them beside
-    # the API (`arus serve`, `arus dev`); a function on Google Cloud has its own settings.
-    relay_database_url: str | None = field(default=None, repr=False)
-    close_database_url: str | None = field(default=None, repr=False)
-
-    def for_job(self, job: str) -> Settings:
-        """These settings as the relay's or the close's login: its own URL when one is set."""
-        url = {"relay": self.relay_database_url, "close": self.close_database_url}[job]
-        return self if url is None else dataclasses.replace(self, database_url=url)
-
-
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 Milliseconds = Annotated[int, Field(ge=0, le=3_600_000)]  # 0 turns the bound off
 RetentionDays = Annotated[int, Field(ge=MIN_RETENTION_DAYS, le=36_500)]
 
 
-class _Environment(BaseModel):
-    """The ARUS_* variables as they must be written: each parsed and checked once, here (a
-    boolean is true/false/1/0/yes/no/on/off, nothing else; a number is a number in its range;
-    a choice is one of its values). An empty variable counts as unset."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, each checked where it is declared (a boolean is true/false/1/0/yes/no/
+    on/off and nothing else, a number is in its range, a choice is one of its values): a
+    pydantic dataclass, so the ARUS_* variables and settings made in code are held to the same
+    rules."""
 
     database_url: str | None = None
     cloudsql_instance: str | None = None
@@ -83,6 +41,7 @@ class _Environment(BaseModel):
     db_ip_type: Literal["public", "private", "psc"] = "public"
     db_pool_size: Annotated[int, Field(ge=1, le=100)] = 5
     db_max_overflow: Annotated[int, Field(ge=0, le=100)] = 2
+    # Bounds on every session (0 turns one off): a statement, a lock wait, an idle transaction.
     db_statement_timeout_ms: Milliseconds = 10_000
     db_lock_timeout_ms: Milliseconds = 5_000
     db_idle_in_transaction_timeout_ms: Milliseconds = 30_000
@@ -94,13 +53,18 @@ class _Environment(BaseModel):
     relay_time_budget_s: Annotated[float, Field(gt=0, le=3600)] = 50.0
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     max_batch_body_bytes: Annotated[int, Field(ge=1024, le=256 * 1024 * 1024)] = 8 * 1024 * 1024
-    log_format: Literal["json", "text"] | None = None
+    log_format: Literal["json", "text"] = "text"
     log_level: LogLevel = "INFO"
+    # Retention in days (None: keep): idempotency claims, and published outbox rows.
     idempotency_retention_days: RetentionDays | None = None
     outbox_retention_days: RetentionDays | None = None
-    operator_token: Annotated[str, Field(min_length=32)] | None = None
-    relay_database_url: str | None = None
-    close_database_url: str | None = None
+    # Bearer token for the job routes of `arus serve` (unset: they are not served). The relay
+    # and daily_close functions on Google Cloud are gated by IAM instead.
+    operator_token: Annotated[str, Field(min_length=32)] | None = field(default=None, repr=False)
+    # The relay's and the close's own logins (SPEC §3.6) for a process that runs them beside
+    # the API (`arus serve`, `arus dev`); a function on Google Cloud has its own settings.
+    relay_database_url: str | None = field(default=None, repr=False)
+    close_database_url: str | None = field(default=None, repr=False)
 
     @field_validator("db_ip_type", "outbox_transport", "log_format", mode="before")
     @classmethod
@@ -112,6 +76,13 @@ class _Environment(BaseModel):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    def for_job(self, job: str) -> Settings:
+        """These settings as the relay's or the close's login: its own URL when one is set."""
+        url = {"relay": self.relay_database_url, "close": self.close_database_url}[job]
+        return self if url is None else dataclasses.replace(self, database_url=url)
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(Settings))
 
 # Values never repeated in an error: they are, or may carry, a credential.
 _SECRET = frozenset({"db_password", "operator_token", "database_url", "relay_database_url",
@@ -130,14 +101,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     not as it must be (a typo is an error, never a default)."""
     env = os.environ if env is None else env
     given = {k[len("ARUS_") :].lower(): v for k, v in env.items() if k.upper().startswith("ARUS_")}
-    known = {name: value for name, value in given.items() if name in _Environment.model_fields}
+    values: dict[str, Any] = {n: v for n, v in given.items() if n in _FIELDS and v != ""}
+    # Cloud Run sets K_SERVICE: log JSON there so Cloud Logging reads severity and fields.
+    if "log_format" not in values and env.get("K_SERVICE"):
+        values["log_format"] = "json"
     try:
-        parsed = _Environment.model_validate(
-            {name: value for name, value in known.items() if value != ""}
-        )
+        return Settings(**values)
     except ValidationError as exc:
         raise ConfigError("; ".join(_problem(e) for e in exc.errors())) from None
-    values = parsed.model_dump()
-    # Cloud Run sets K_SERVICE: log JSON there so Cloud Logging reads severity and fields.
-    values["log_format"] = values["log_format"] or ("json" if env.get("K_SERVICE") else "text")
-    return Settings(**values)
