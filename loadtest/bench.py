@@ -27,6 +27,9 @@ migrated and seeded by that worktree's `arus` (PYTHONPATH=<worktree>/shared, che
 (ABBA over `--rounds`, since this 2-core machine drifts ±20% between runs). The report gains a
 before/after table: entries/s of each, after / before, and PostgreSQL CPU per call.
 
+On a terminal, a spinner while it sets up and a bar over the samples (arus.tools.progress, on
+standard error only); standard output, bench.json and bench.md are the same with or without it.
+
     python loadtest/bench.py                       # about 4 minutes
     python loadtest/bench.py --duration 10 --only pgbench
     python loadtest/bench.py --before cd80aea      # about 9 minutes
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -50,9 +54,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import psutil
+from arus.tools import progress
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -252,6 +257,16 @@ def merge(what: str, shape: str, revision: str, samples: list[Sample]) -> Row:
         else None,
         rounds_entries_per_s=[round(s.entries / s.elapsed_s, 1) for s in samples],
     )
+
+
+def stdout() -> TextIO:
+    """Where a line of a run's standard output goes while a progress bar may be shown. The bar
+    (arus.tools.progress, on a terminal's stderr) sends print() to its console meanwhile, which
+    is right when standard output is that terminal too (the line shows above the bar) and wrong
+    when it is a file or a pipe: that gets the line itself, as it would with no bar."""
+    out = sys.stdout
+    real: TextIO = getattr(out, "rich_proxied_file", out)
+    return out if real.isatty() else real
 
 
 def pg_bin(name: str) -> str:
@@ -753,6 +768,44 @@ def alternated(targets: list[Target], rounds: int) -> list[Target]:
     return order
 
 
+@dataclass(frozen=True)
+class Step:
+    """One sample: pgbench (`batch` None) or wrk (`batch` 0 for single entries, else per
+    request) on one revision; `last` when it completes its row (the row is merged then)."""
+
+    label: str
+    shape: str
+    target: Target
+    what: str = "engine"
+    clients: int = PGBENCH_CLIENTS
+    batch: int | None = None
+    last: bool = False
+
+
+def plan(only: str, order: list[Target], after: Target) -> list[Step]:
+    """Every sample of the run in the order it runs: the reference shape (this checkout only),
+    the engine rows and the HTTP rows, each row's revisions alternated as `order` has them."""
+    steps: list[Step] = []
+    if only in ("all", "pgbench"):
+        for shape in ("uniform", "hot"):
+            steps.append(Step("reference shape, one call (pgbench)", shape, after,
+                              what="reference", last=True))  # fmt: skip
+        for what, label, shape, clients in ENGINE_ROWS:
+            steps += [Step(label, shape, t, what=what, clients=clients) for t in order]
+            steps[-1] = dataclasses.replace(steps[-1], last=True)
+    if only in ("all", "http"):
+        for batch in (0, BATCH_SIZE):
+            label = (
+                "HTTP `POST /v1/entries`"
+                if batch == 0
+                else f"HTTP `POST /v1/entries/batch` ({batch} per request)"
+            )
+            for shape in ("uniform", "hot"):
+                steps += [Step(label, shape, t, batch=batch) for t in order]
+                steps[-1] = dataclasses.replace(steps[-1], last=True)
+    return steps
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="arus-bench-"))
     worktree = work / "before"
@@ -765,7 +818,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def measured(target: Target, what: str, shape: str, sample: Sample) -> None:
         samples[(target.revision, what, shape)].append(sample)
         print(f"{target.revision}: {what} {shape}: {sample.entries / sample.elapsed_s:,.0f} "
-              "entries/s", flush=True)  # fmt: skip
+              "entries/s", file=stdout(), flush=True)  # fmt: skip
 
     def row(what: str, shape: str) -> None:
         for revision in ("before", "after"):
@@ -773,49 +826,43 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rows[revision].append(
                     merge(what, shape, revision, samples[(revision, what, shape)])
                 )
-                print(asdict(rows[revision][-1]), flush=True)
+                print(asdict(rows[revision][-1]), file=stdout(), flush=True)
 
     try:
         bench = Bench(args, work)
-        if args.before:
-            before_revision = git("rev-parse", "--verify", "--short", f"{args.before}^{{commit}}")
-            git("worktree", "add", "--detach", str(worktree), before_revision)
-            bench.add_before(worktree)
-        order = alternated(bench.targets, args.rounds if args.before else 1)
-        bench.setup()
-        bench.warm_up()
-        settings = bench.db.settings()
-        if args.only in ("all", "pgbench"):
-            for shape in ("uniform", "hot"):
-                label = "reference shape, one call (pgbench)"
-                sample = bench.pgbench(bench.after, "reference", shape, PGBENCH_CLIENTS)
-                measured(bench.after, label, shape, sample)
-                row(label, shape)
-            for what, label, shape, clients in ENGINE_ROWS:
-                for target in order:
-                    measured(target, label, shape, bench.pgbench(target, what, shape, clients))
-                row(label, shape)
-        if args.only in ("all", "http"):
-            by_target = {}
-            for target in bench.targets:
-                server = Server(kind=args.server, workers=2, threads=4, env=target.env,
-                                log_path=work / f"server-{target.revision}.log")  # fmt: skip
-                servers.append(server)
-                server.wait_ready(target.read_key)
-                by_target[target.revision] = server
-            for batch in (0, BATCH_SIZE):
-                label = (
-                    "HTTP `POST /v1/entries`"
-                    if batch == 0
-                    else f"HTTP `POST /v1/entries/batch` ({batch} per request)"
+        with progress.status("bench: setting up"):
+            if args.before:
+                before_revision = git(
+                    "rev-parse", "--verify", "--short", f"{args.before}^{{commit}}"
                 )
-                for shape in ("uniform", "hot"):
-                    for target in order:
-                        server = by_target[target.revision]
-                        measured(target, label, shape, bench.http(target, shape, batch, server))
-                    row(label, shape)
-        verify_text = bench.after.verify()
-        before_verify = bench.targets[0].verify() if args.before else None
+                git("worktree", "add", "--detach", str(worktree), before_revision)
+                bench.add_before(worktree)
+            order = alternated(bench.targets, args.rounds if args.before else 1)
+            bench.setup()
+            bench.warm_up()
+            settings = bench.db.settings()
+        by_target: dict[str, Server] = {}
+        # Every sample in the order it runs; a bar over them on a terminal (stderr only).
+        for step in progress.track(plan(args.only, order, bench.after), "bench"):
+            if step.batch is None:
+                sample = bench.pgbench(step.target, step.what, step.shape, step.clients)
+            else:
+                if not by_target:  # the servers start once the pgbench rows are done
+                    for target in bench.targets:
+                        log = work / f"server-{target.revision}.log"
+                        server = Server(kind=args.server, workers=2, threads=4, env=target.env,
+                                        log_path=log)  # fmt: skip
+                        servers.append(server)
+                        server.wait_ready(target.read_key)
+                        by_target[target.revision] = server
+                server = by_target[step.target.revision]
+                sample = bench.http(step.target, step.shape, step.batch, server)
+            measured(step.target, step.label, step.shape, sample)
+            if step.last:
+                row(step.label, step.shape)
+        with progress.status("bench: arus verify"):
+            verify_text = bench.after.verify()
+            before_verify = bench.targets[0].verify() if args.before else None
     except RunError as exc:
         raise SystemExit(f"bench: {exc}") from exc
     finally:

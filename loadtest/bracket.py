@@ -46,6 +46,7 @@ from typing import Any
 
 import psutil
 import requests
+from arus.tools import progress
 
 HERE = Path(__file__).resolve().parent
 LOCUSTFILE = HERE / "locustfile.py"
@@ -548,7 +549,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         server.wait_ready(keys["read_key"])
         setup_started = time.monotonic()
-        accounts = create_accounts(server.base_url, keys["write_key"], args.customers)
+        with progress.status(f"bracket: creating and funding {args.customers} accounts"):
+            accounts = create_accounts(server.base_url, keys["write_key"], args.customers)
         report["setup"] = {
             "ledger_id": keys["ledger_id"],
             "hot_account": accounts["hot_account"],
@@ -563,7 +565,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ARUS_LOADTEST_FIXTURE": str(fixture),
             "ARUS_LOADTEST_SCENARIO": args.scenario,
         }
-        for users in args.users:
+        # A bar over the brackets on a terminal (stderr only); the loop may stop before the last.
+        for users in progress.track(args.users, "bracket: locust brackets"):
             print(f"bracket: {users} users for {args.run_time} s ...", file=sys.stderr, flush=True)
             bracket = run_bracket(
                 users=users,
@@ -589,7 +592,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         server.stop()
         server = None
-        report["verify"] = run_verify(env, keys["ledger_id"])
+        with progress.status("bracket: arus verify"):
+            report["verify"] = run_verify(env, keys["ledger_id"])
         ledger = report["verify"]["load_ledger"] or {}
         acknowledged = sum(b["new_entries_acknowledged"] for b in report["brackets"])
         committed = int(ledger.get("entries", 0)) - len(accounts["customers"])
