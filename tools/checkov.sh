@@ -7,6 +7,8 @@
 # checkov version is pinned so a new release cannot change the verdict under us.
 #
 # Usage: tools/checkov.sh            (from anywhere inside the repository)
+#        tools/checkov.sh --install-only   only install (`make install` does, so the scan itself
+#                                          needs no network)
 #        CHECKOV_VENV=/path tools/checkov.sh   to put the venv elsewhere
 # Every finding that is accepted is skipped in place with `#checkov:skip=CKV_...:reason`.
 set -euo pipefail
@@ -22,6 +24,9 @@ if [[ ! -x "$VENV/bin/checkov" ]] || [[ "$("$VENV/bin/checkov" --version 2>/dev/
     # (pip's notes about unreachable local package indexes are noise here, and filtered out)
     "$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | { grep -v "neither a file nor a directory" || true; }
     "$VENV/bin/python" -m pip install --quiet "checkov==$CHECKOV_VERSION" 2>&1 | { grep -v "neither a file nor a directory" || true; }
+fi
+if [[ "${1:-}" == "--install-only" ]]; then
+    exit 0
 fi
 
 cd "$ROOT"

