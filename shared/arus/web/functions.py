@@ -5,29 +5,25 @@ from __future__ import annotations
 import threading
 
 from flask import Flask, Request, Response
+from flask.ctx import RequestContext
 
 from arus.platform import logs
 from arus.platform.config import load_settings
-from arus.web.app import create_app, error_response
+from arus.web.app import create_app
 
 
 def serve_function(app: Flask, incoming: Request) -> Response:
-    """Answer a functions-framework request with `app`'s routes and error answers.
+    """Answer a functions-framework request with `app`: Flask's own dispatch (routing, automatic
+    OPTIONS, the error handlers), so a function answers exactly as `arus serve` does.
 
-    The route runs in the request context functions-framework has already pushed (its
-    `request` is this request): no second app is dispatched and the body is not copied.
+    The context is `app`'s, around the request functions-framework has already made: one
+    request object over one body stream, so the body functions-framework drains after the
+    response is the rest of the one the route read, never a second read of a spent stream.
     """
     incoming.max_content_length = app.config["MAX_CONTENT_LENGTH"]
     try:
-        adapter = app.url_map.bind_to_environ(incoming.environ)
-        rule, args = adapter.match(return_rule=True)
-        if incoming.method == "OPTIONS" and getattr(rule, "provide_automatic_options", False):
-            return Response(status=200, headers={"Allow": ", ".join(adapter.allowed_methods())})
-        response = app.view_functions[rule.endpoint](**args)
-        assert isinstance(response, Response), "every route answers with a Response"
-        return response
-    except Exception as exc:  # noqa: BLE001 - every failure gets its API answer, as in the app
-        return error_response(exc)
+        with RequestContext(app, incoming.environ, request=incoming):
+            return app.full_dispatch_request()
     finally:
         # functions-framework drains the body after the response: past the limit, it must
         # not raise there.
