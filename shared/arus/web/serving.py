@@ -76,10 +76,12 @@ class _Parser(HTTPRequestParser):  # type: ignore[misc]
 
     def parse_header(self, header_plus: bytes) -> None:
         super().parse_header(header_plus)
-        # From the header block as sent: waitress drops Transfer-Encoding once it has read it,
-        # even an empty one. Every header line follows a CRLF (the request line comes first).
-        transfer_encoded = b"\r\ntransfer-encoding:" in header_plus.lower()
-        if transfer_encoded and "CONTENT_LENGTH" in self.headers:
+        # From the header block as sent, not waitress's dict of it: waitress drops
+        # Transfer-Encoding once it has read it (even an empty one), and its unreleased main
+        # drops Content-Length beside it too. Every header line follows a CRLF (the request line
+        # comes first; waitress refuses a bare LF).
+        sent = header_plus.lower()
+        if b"\r\ntransfer-encoding:" in sent and b"\r\ncontent-length:" in sent:
             raise ParsingError("a request may not have both Content-Length and Transfer-Encoding")
 
     def received(self, data: bytes) -> int:
