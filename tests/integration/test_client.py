@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -40,15 +40,8 @@ from arus_client.client import (
     ValidationError,
 )
 
-from tests.support.http_faults import DroppingProxy, FaultyTransport, no_sleep, running_server
+from tests.support.http_faults import DroppingProxy, FaultyTransport, no_sleep
 from tests.support.ledgers import REPO, new_ledger
-
-
-@pytest.fixture(scope="module")
-def server(database_url: str) -> Iterator[str]:
-    with running_server(database_url) as base_url:
-        yield base_url
-
 
 NO_SLEEP_RETRY = RetryPolicy(max_attempts=4, backoff_base_s=0.01, backoff_max_s=0.05)
 

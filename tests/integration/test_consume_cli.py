@@ -15,14 +15,10 @@ from pathlib import Path
 import pytest
 from arus.platform.db import sqlalchemy_url
 
-from tests.support import brokers
 from tests.support.brokers import kafka_settings, post_entries, relay_to_kafka
 from tests.support.http_faults import running_server
 from tests.support.ledgers import REPO, injected_drift
 
-empty_outbox = brokers.empty_outbox
-kafka_broker = brokers.kafka_broker
-kafka_topic = brokers.kafka_topic
 ARUS_CONSUME = Path(sys.executable).parent / "arus-consume"  # the console script
 
 

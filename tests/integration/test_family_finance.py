@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,22 +16,10 @@ import sqlalchemy as sa
 from arus_client import shadow
 from arus_client.client import ArusClient, NewPosting
 
-from tests.support.http_faults import running_server
-from tests.support.ledgers import REPO, new_ledger
+from tests.support.ledgers import REPO
 
 DAY = dt.date(2025, 1, 15)
 CASH = 250_000  # the demo: groceries 4250 -> 3899 -> deleted, salary 250000
-
-
-@pytest.fixture(scope="module")
-def server(database_url: str) -> Iterator[str]:
-    with running_server(database_url) as base_url:
-        yield base_url
-
-
-@pytest.fixture
-def ledger_keys(settings):
-    return new_ledger(settings, "family")
 
 
 def family_finance(
@@ -60,13 +47,13 @@ def namespace_of(store: Path) -> str:
     return str(namespace)
 
 
-def test_seed_then_drain_reports_4_of_4_and_zero_drift(tmp_path, server, ledger_keys):
+def test_seed_then_drain_reports_4_of_4_and_zero_drift(tmp_path, server, ledger):
     store = tmp_path / "family.sqlite3"
     seeded = family_finance(store, "seed", url=server, key=None)  # no ledger needed to record
     assert seeded.returncode == 0, seeded.stderr
     assert f"app cash balance: {CASH}" in seeded.stdout and "4 pending" in seeded.stdout
 
-    drained = family_finance(store, "drain", url=server, key=ledger_keys.write_key)
+    drained = family_finance(store, "drain", url=server, key=ledger.write_key)
     print(drained.stdout)
     assert drained.returncode == 0, drained.stdout + drained.stderr
     lines = drained.stdout.splitlines()
@@ -74,38 +61,38 @@ def test_seed_then_drain_reports_4_of_4_and_zero_drift(tmp_path, server, ledger_
     assert lines[1] == f"zero_drift: expected cash {CASH} == ledger cash {CASH}"
 
     namespace = namespace_of(store)
-    with ArusClient(server, ledger_keys.read_key) as reader:
+    with ArusClient(server, ledger.read_key) as reader:
         assert reader.get_account(f"{namespace}:cash").balance == CASH
         assert len(list(reader.iter_entries())) == 5  # 3 posts, 2 reversals
 
 
-def test_demo_in_one_command_and_its_json_report(tmp_path, server, ledger_keys):
+def test_demo_in_one_command_and_its_json_report(tmp_path, server, ledger):
     store = tmp_path / "demo.sqlite3"
-    demo = family_finance(store, "demo", url=server, key=ledger_keys.write_key)
+    demo = family_finance(store, "demo", url=server, key=ledger.write_key)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "drained 4/4" in demo.stdout
     assert f"zero_drift: expected cash {CASH} == ledger cash {CASH}" in demo.stdout
-    report = family_finance(store, "--json", "report", url=server, key=ledger_keys.read_key)
+    report = family_finance(store, "--json", "report", url=server, key=ledger.read_key)
     assert report.returncode == 0, report.stderr
     body = json.loads(report.stdout)
     assert body["status"] == "zero_drift" and body["differences"] == []
     assert body["queue"] == {"pending": 0, "done": 4, "skipped": 0, "dead": 0}
-    again = family_finance(store, "demo", url=server, key=ledger_keys.write_key)
+    again = family_finance(store, "demo", url=server, key=ledger.write_key)
     assert again.returncode == 2 and "not empty" in again.stdout
 
 
-def test_report_shows_drift_when_the_ledger_disagrees(tmp_path, server, ledger_keys):
+def test_report_shows_drift_when_the_ledger_disagrees(tmp_path, server, ledger):
     store = tmp_path / "drift.sqlite3"
-    assert family_finance(store, "demo", url=server, key=ledger_keys.write_key).returncode == 0
+    assert family_finance(store, "demo", url=server, key=ledger.write_key).returncode == 0
     namespace = namespace_of(store)
-    with ArusClient(server, ledger_keys.write_key) as arus:  # a write the app never made
+    with ArusClient(server, ledger.write_key) as arus:  # a write the app never made
         arus.post_entry(
             [
                 NewPosting(f"{namespace}:cash", "debit", 500),
                 NewPosting(f"{namespace}:income", "credit", 500),
             ]
         )
-    report = family_finance(store, "report", url=server, key=ledger_keys.read_key)
+    report = family_finance(store, "report", url=server, key=ledger.read_key)
     assert report.returncode == 1, report.stdout + report.stderr
     assert report.stdout.splitlines()[0] == (
         f"drift: expected cash {CASH} != ledger cash {CASH + 500}"
@@ -113,21 +100,21 @@ def test_report_shows_drift_when_the_ledger_disagrees(tmp_path, server, ledger_k
     assert report.stdout.count("<-- differs") == 2  # cash and income
 
 
-def test_the_app_keeps_working_while_the_ledger_is_down(tmp_path, server, ledger_keys):
+def test_the_app_keeps_working_while_the_ledger_is_down(tmp_path, server, ledger):
     store = tmp_path / "down.sqlite3"
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         dead_url = f"http://127.0.0.1:{probe.getsockname()[1]}"
     assert family_finance(store, "seed", url=dead_url, key=None).returncode == 0
     down = family_finance(
-        store, "--wait-s", "0", "--timeout-s", "1", "drain", url=dead_url, key=ledger_keys.write_key
+        store, "--wait-s", "0", "--timeout-s", "1", "drain", url=dead_url, key=ledger.write_key
     )
     assert down.returncode == 4, down.stdout + down.stderr
     assert down.stdout.startswith("drained 0/4") and "retrying 2" in down.stdout
     status = json.loads(family_finance(store, "status", url=dead_url, key=None).stdout)
     assert status["cash_balance"] == CASH and status["queue"]["pending"] == 4
 
-    up = family_finance(store, "drain", url=server, key=ledger_keys.write_key)
+    up = family_finance(store, "drain", url=server, key=ledger.write_key)
     assert up.returncode == 0, up.stdout + up.stderr
     assert "drained 4/4" in up.stdout
     assert f"zero_drift: expected cash {CASH} == ledger cash {CASH}" in up.stdout

@@ -36,11 +36,6 @@ from arus_client.reference_consumer import ensure_consumer_schema, mirror_event
 from tests.support import brokers
 from tests.support.brokers import KafkaBroker, mirror_drift, pending_rows, read_topic
 
-# Fixtures from tests/support/brokers.py, registered in this module.
-empty_outbox = brokers.empty_outbox
-kafka_broker = brokers.kafka_broker
-kafka_topic = brokers.kafka_topic
-
 CHILD = Path(brokers.__file__).resolve().parent / "relay_child.py"
 CHAOS_SEED = 20_261_125
 CHAOS_ROUNDS = 24

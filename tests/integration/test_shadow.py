@@ -23,19 +23,13 @@ from arus_client import shadow
 from arus_client.client import ArusClient, Entry, NewPosting, RetryPolicy
 from arus_client.shadow import ShadowConfig, ShadowTransaction
 
-from tests.support.http_faults import DroppingProxy, FaultyTransport, no_sleep, running_server
-from tests.support.ledgers import injected_drift, new_ledger
+from tests.support.http_faults import DroppingProxy, FaultyTransport, no_sleep
+from tests.support.ledgers import injected_drift
 
 DAY = dt.date(2025, 3, 1)
 FAST = RetryPolicy(max_attempts=3, backoff_base_s=0.01, backoff_max_s=0.02)
 ONE_TRY = RetryPolicy(max_attempts=1)
 LATER = dt.timedelta(hours=2)  # beyond any backoff the tests schedule
-
-
-@pytest.fixture(scope="module")
-def server(database_url: str) -> Iterator[str]:
-    with running_server(database_url) as base_url:
-        yield base_url
 
 
 @pytest.fixture
@@ -146,13 +140,8 @@ def income(source_id: str, version: int, amount: int) -> ShadowTransaction:
 
 
 @pytest.fixture
-def ledger_keys(settings):
-    return new_ledger(settings, "household")
-
-
-@pytest.fixture
-def arus(server, ledger_keys) -> Iterator[ArusClient]:
-    with ArusClient(server, ledger_keys.write_key, retry=FAST, sleep=no_sleep) as client:
+def arus(server, ledger) -> Iterator[ArusClient]:
+    with ArusClient(server, ledger.write_key, retry=FAST, sleep=no_sleep) as client:
         yield client
 
 
@@ -308,7 +297,7 @@ def test_stale_versions_arriving_late_are_skipped(sqlite_engine, arus):
 
 
 def test_failed_drain_retries_with_backoff_and_never_double_posts(
-    sqlite_engine, server, arus, ledger_keys
+    sqlite_engine, server, arus, ledger
 ):
     household = Household(sqlite_engine)
     household.create(expense("t1", 1, 800))
@@ -316,7 +305,7 @@ def test_failed_drain_retries_with_backoff_and_never_double_posts(
     faulty = FaultyTransport()
     faulty.add("drop_response", times=1)  # the POST reaches the ledger; the answer is lost
     with ArusClient(
-        server, ledger_keys.write_key, transport=faulty, retry=ONE_TRY, sleep=no_sleep
+        server, ledger.write_key, transport=faulty, retry=ONE_TRY, sleep=no_sleep
     ) as flaky:
         started = shadow.utcnow()
         result = household.drain(flaky, at=started)
@@ -334,7 +323,7 @@ def test_failed_drain_retries_with_backoff_and_never_double_posts(
     assert household.report(arus)["status"] == "zero_drift"
 
 
-def test_backoff_grows_per_attempt(sqlite_engine, server, ledger_keys):
+def test_backoff_grows_per_attempt(sqlite_engine, server, ledger):
     household = Household(sqlite_engine)
     household.create(expense("t1", 1, 100))
     faulty = FaultyTransport()
@@ -342,7 +331,7 @@ def test_backoff_grows_per_attempt(sqlite_engine, server, ledger_keys):
     delays = []
     at = shadow.utcnow()
     with ArusClient(
-        server, ledger_keys.write_key, transport=faulty, retry=ONE_TRY, sleep=no_sleep
+        server, ledger.write_key, transport=faulty, retry=ONE_TRY, sleep=no_sleep
     ) as down:
         for _ in range(4):
             household.drain(down, at=at)
@@ -386,26 +375,24 @@ def test_crash_between_ledger_and_local_commit_replays_on_the_next_drain(sqlite_
     assert household.report(arus)["status"] == "zero_drift"
 
 
-def test_every_lost_response_at_a_real_proxy_still_converges(sqlite_engine, server, ledger_keys):
+def test_every_lost_response_at_a_real_proxy_still_converges(sqlite_engine, server, ledger):
     household = Household(sqlite_engine)
     household.create(expense("t1", 1, 4_250, "groceries"))
     household.update(expense("t1", 2, 3_899, "groceries"))
     household.create(income("t2", 1, 250_000))
     household.delete(expense("t1", 2, 3_899, "groceries"), version=3)
     with DroppingProxy(server, path_prefix="/v1/") as proxy:
-        with ArusClient(proxy.url, ledger_keys.write_key, retry=FAST, sleep=no_sleep) as arus:
+        with ArusClient(proxy.url, ledger.write_key, retry=FAST, sleep=no_sleep) as arus:
             result = household.drain(arus)
             assert result.drained == 4, result.to_json()
     # 3 accounts + 3 posts + 2 reversals: each POST's first response was dropped.
     assert proxy.dropped == 8, proxy.dropped
-    with ArusClient(server, ledger_keys.read_key) as reader:
+    with ArusClient(server, ledger.read_key) as reader:
         assert len(entries(reader)) == 5
         assert household.report(reader)["status"] == "zero_drift"
 
 
-def test_a_permanent_error_is_dead_and_the_next_version_supersedes_it(
-    sqlite_engine, arus, ledger_keys
-):
+def test_a_permanent_error_is_dead_and_the_next_version_supersedes_it(sqlite_engine, arus, ledger):
     household = Household(sqlite_engine)
     arus.create_account(code="other:a", name="A", type="asset", currency="USD")
     arus.create_account(code="other:b", name="B", type="equity", currency="USD",
@@ -431,12 +418,10 @@ def test_a_permanent_error_is_dead_and_the_next_version_supersedes_it(
     }  # fmt: skip
 
 
-def test_a_read_key_stops_the_run_and_leaves_the_queue_untouched(
-    sqlite_engine, server, ledger_keys
-):
+def test_a_read_key_stops_the_run_and_leaves_the_queue_untouched(sqlite_engine, server, ledger):
     household = Household(sqlite_engine)
     household.create(expense("t1", 1, 100))
-    with ArusClient(server, ledger_keys.read_key, retry=FAST, sleep=no_sleep) as reader:
+    with ArusClient(server, ledger.read_key, retry=FAST, sleep=no_sleep) as reader:
         with pytest.raises(shadow.ShadowConfigError, match="refused the API key"):
             household.drain(reader)
     (row,) = household.outbox()
@@ -498,12 +483,12 @@ def test_drift_is_reported_when_the_consumer_changes_behind_the_queue_and_repair
     assert household.report(arus)["status"] == "zero_drift"
 
 
-def test_ledger_side_drift_is_reported_too(sqlite_engine, arus, engine, ledger_keys):
+def test_ledger_side_drift_is_reported_too(sqlite_engine, arus, engine, ledger):
     household = Household(sqlite_engine)
     household.create(income("t1", 1, 900))
     household.drain(arus)
     account_sql = "(SELECT id FROM accounts WHERE ledger_id = :ledger AND code = :code)"
-    params = {"ledger": ledger_keys.ledger_id, "code": household.config.cash_code}
+    params = {"ledger": ledger.ledger_id, "code": household.config.cash_code}
     with injected_drift(engine, account_sql, 7, params):
         report = household.report(arus)
     reasons = {(d["reason"], d["account_code"]) for d in report["differences"]}
@@ -514,7 +499,7 @@ def test_ledger_side_drift_is_reported_too(sqlite_engine, arus, engine, ledger_k
 
 
 def test_versions_dated_into_a_closed_day_are_posted_into_the_first_open_day(
-    sqlite_engine, arus, ledger_keys, engine
+    sqlite_engine, arus, ledger, engine
 ):
     from arus.jobs import close
 
@@ -522,12 +507,12 @@ def test_versions_dated_into_a_closed_day_are_posted_into_the_first_open_day(
 
     today = dt.datetime.now(dt.UTC).date()
     closed_day, open_day = today - dt.timedelta(days=3), today - dt.timedelta(days=2)
-    backdate_ledger(engine, ledger_keys.ledger_id, days=5)
+    backdate_ledger(engine, ledger.ledger_id, days=5)
     household = Household(sqlite_engine)
     household.create(ShadowTransaction("t1", 1, "expense", 500, open_day, "food"))
     assert household.drain(arus).applied == 1
     for day in (closed_day, open_day):  # the ledger's books are closed through open_day now
-        assert close.close_ledger(engine, ledger_keys.ledger_id, day)["ok"]
+        assert close.close_ledger(engine, ledger.ledger_id, day)["ok"]
     first_open = open_day + dt.timedelta(days=1)
 
     household.update(ShadowTransaction("t1", 2, "expense", 700, closed_day, "food"))
@@ -544,7 +529,7 @@ def test_versions_dated_into_a_closed_day_are_posted_into_the_first_open_day(
 
 
 def test_a_version_moved_out_of_a_closed_day_replays_after_a_crash(
-    sqlite_engine, arus, ledger_keys, engine
+    sqlite_engine, arus, ledger, engine
 ):
     from arus.jobs import close
 
@@ -552,8 +537,8 @@ def test_a_version_moved_out_of_a_closed_day_replays_after_a_crash(
 
     today = dt.datetime.now(dt.UTC).date()
     closed_day = today - dt.timedelta(days=2)
-    backdate_ledger(engine, ledger_keys.ledger_id, days=3)
-    assert close.close_ledger(engine, ledger_keys.ledger_id, closed_day)["ok"]
+    backdate_ledger(engine, ledger.ledger_id, days=3)
+    assert close.close_ledger(engine, ledger.ledger_id, closed_day)["ok"]
     household = Household(sqlite_engine)
     household.create(ShadowTransaction("t1", 1, "expense", 450, closed_day, "food"))
     with pytest.raises(SimulatedCrash):

@@ -24,7 +24,6 @@ from arus_client.events import record_event
 from arus_client.reference_consumer import consume_kafka, ensure_consumer_schema, mirrored_ledgers
 from confluent_kafka import Producer
 
-from tests.support import brokers
 from tests.support.brokers import (
     SinkTransport,
     free_port,
@@ -35,11 +34,6 @@ from tests.support.brokers import (
     read_topic,
     relay_to_kafka,
 )
-
-# Fixtures from tests/support/brokers.py, registered in this module.
-empty_outbox = brokers.empty_outbox
-kafka_broker = brokers.kafka_broker
-kafka_topic = brokers.kafka_topic
 
 N_ENTRIES = 25
 ENVELOPE_KEYS = {"event_id", "event_type", "ledger_id", "ledger_seq", "occurred_at", "data"}

@@ -22,13 +22,7 @@ from arus.outbox.transports import make_transport
 from arus.outbox.transports.pubsub import PubSubTransport
 from arus.platform.config import ConfigError
 
-from tests.support import brokers
 from tests.support.brokers import PublisherServer, pending_rows
-
-# Fixtures from tests/support/brokers.py, registered in this module.
-empty_outbox = brokers.empty_outbox
-pubsub_emulator = brokers.pubsub_emulator
-pubsub_server = brokers.pubsub_server
 
 TOPIC = "projects/arus-test/topics/ledger-events"
 

@@ -11,8 +11,8 @@
 - `empty_outbox`: the relay drains the one global outbox, so tests that count what a run
   publishes first mark every pending row of earlier tests published.
 
-Register a fixture in a test module by importing it:
-`from tests.support.brokers import kafka_broker`.
+tests/conftest.py registers these fixtures once for the whole suite (one broker per session,
+not one per module that imports it).
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """A real `arus serve` for client tests, and the faults injected between client and server.
 
+- `server` (module): `arus serve` on a free 127.0.0.1 port against the application's URL,
+  stopped by its PID when the module's tests are done; yields the base URL. Registered for the
+  whole suite by tests/conftest.py.
+
 Faults are injected two ways: an httpx transport that wraps the real one (drop the response
 after the server handled the request, refuse the connection, time out, answer 503), and a real
 TCP proxy that forwards a request, lets the server commit it, then closes the client's socket
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.brokers import free_port
 from tests.support.ledgers import REPO
@@ -35,6 +40,12 @@ def running_server(database_url: str, *, workers: int = 1) -> Iterator[str]:
     """`arus serve --workers N` in a subprocess against database_url; yields its base URL."""
     with served(database_url, workers=workers) as server:
         yield server.base_url
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str) -> Iterator[str]:
+    with running_server(database_url) as base_url:
+        yield base_url
 
 
 @dataclass
