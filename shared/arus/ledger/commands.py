@@ -1,7 +1,11 @@
-"""Commands: request bodies parsed and validated into small typed values (SPEC §2, §3).
+"""Commands: request bodies validated into typed values (SPEC §2, §3).
 
-Everything that can be checked without the database is checked here, with the field's path in
-the message; what needs the ledger's state (accounts, balances, reversals) is the engine's job.
+Each body is a model (`NewAccount`, `NewEntry`, ...): its field types carry the rules, the same
+types write the body's schema in the OpenAPI document (`web/openapi.py`), and a refusal names the
+field's path (`postings[1].amount must be ...`). Everything that can be checked without the
+database is checked here; what needs the ledger's state (accounts, balances, reversals) is the
+engine's job. Bodies arrive already parsed by the strict JSON layer (`web/bodies.py`), which
+refuses duplicate keys and NUL.
 """
 
 from __future__ import annotations
@@ -12,14 +16,16 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, PlainValidator, WithJsonSchema, model_validator
 
 from arus.errors import ArusError, IdempotencyKeyRequired, ValidationError
-from arus.ledger.money import parse_amount_minor, parse_currency
+from arus.ledger.fields import Body, check, refuse, says, validated
+from arus.ledger.money import Amount, Currency, parse_currency
 from arus.rules import (
     ACCOUNT_CODE_PATTERN,
     ACCOUNT_TYPES,
-    DIRECTIONS,
     INT64_MAX,
     MAX_BATCH_ITEMS,
     MAX_BATCH_POSTINGS,
@@ -38,6 +44,21 @@ from arus.rules import (
 _CODE = re.compile(ACCOUNT_CODE_PATTERN)
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# RFC 3339 date-time: the T (or t, or a space) and an explicit offset are required.
+_RFC3339 = re.compile(
+    r"(?P<day>[0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ](?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2})"
+    r"(?:\.(?P<fraction>[0-9]{1,9}))?(?P<offset>[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+DATE_SCHEMA = {"type": "string", "format": "date"}
+INSTANT_SCHEMA = {"type": "string", "format": "date-time"}
+
+
+def today_utc() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+# --- values: each checks one JSON value and refuses it in the ledger's words ----------------
 
 
 @dataclass(frozen=True)
@@ -54,64 +75,148 @@ class AccountRef:
         return {"account_code": self.code}
 
 
-@dataclass(frozen=True)
-class NewAccount:
-    code: str
-    name: str
-    type: AccountType
-    currency: str
-    allow_negative: bool
-    metadata: dict[str, Any]
+def _account_ref(value: object) -> AccountRef:
+    if isinstance(value, str) and _UUID.fullmatch(value):
+        return AccountRef(account_id=uuid.UUID(value))
+    if isinstance(value, str) and _CODE.fullmatch(value):
+        return AccountRef(code=value)
+    refuse("must be an account id or code")
 
 
-@dataclass(frozen=True)
-class PostingLine:
-    account: AccountRef
-    direction: Direction
-    amount_minor: int
-    currency: str | None
-    # Optimistic concurrency (SPEC §3.5): the account's version the caller last read; the
-    # engine refuses the entry (409 version_conflict) when the account has moved on since.
-    expected_version: int | None = None
+def _calendar_date(value: object) -> dt.date:
+    """A calendar date written exactly as YYYY-MM-DD (ASCII digits; no week dates, no compact
+    forms): the one date format of the API, in bodies and in query strings."""
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        refuse("must be a date as YYYY-MM-DD")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        refuse(f"is not a real date: {value}")
 
 
-@dataclass(frozen=True)
-class NewEntry:
-    description: str | None
-    effective_date: dt.date
-    metadata: dict[str, Any]
-    postings: tuple[PostingLine, ...]
-    pending: bool = False  # a hold: reserves the funds, moves no balance (SPEC §3.2)
-    expires_at: dt.datetime | None = None  # a hold stops holding at this instant (UTC)
+def _instant(value: object) -> dt.datetime:
+    """An RFC 3339 instant with its offset (`2026-12-01T10:00:00Z`), in UTC, to microseconds
+    (the ledger's precision: further digits are dropped)."""
+    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        refuse("must be an RFC 3339 date-time with an offset")
+    fraction = (match["fraction"] or "")[:6].ljust(6, "0")
+    offset = "+00:00" if match["offset"] in ("Z", "z") else match["offset"]
+    try:
+        instant = dt.datetime.fromisoformat(f"{match['day']}T{match['time']}.{fraction}{offset}")
+        return instant.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        refuse(f"is not a real date-time: {value}")
 
 
-@dataclass(frozen=True)
-class PendingAction:
-    """Post or void a pending entry."""
-
-    entry_id: uuid.UUID
-    description: str | None = None
-
-
-@dataclass(frozen=True)
-class Reversal:
-    entry_id: uuid.UUID
-    description: str | None
-    effective_date: dt.date
+def _effective_date(value: object) -> dt.date:
+    day = today_utc() if value is None else _calendar_date(value)
+    if day > today_utc() + dt.timedelta(days=MAX_EFFECTIVE_DAYS_AHEAD):
+        refuse(f"may be at most {MAX_EFFECTIVE_DAYS_AHEAD} days ahead")
+    return day
 
 
-def today_utc() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
+def _expires_at(value: object) -> dt.datetime | None:
+    # "In the future" is the engine's to judge, for new entries only: a retry of a hold whose
+    # instant has passed must still replay its stored response, not fail here.
+    if value is None:
+        return None
+    instant = _instant(value)
+    if instant > dt.datetime.now(dt.UTC) + dt.timedelta(days=MAX_HOLD_DAYS):
+        refuse(f"may be at most {MAX_HOLD_DAYS} days ahead")
+    return instant
+
+
+def _metadata(value: object) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        refuse("must be a JSON object")
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_METADATA_BYTES:
+        refuse(f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
+    return value
+
+
+def _description(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        refuse("must be a string")
+    if value is not None and len(value) > MAX_DESCRIPTION_CHARS:
+        refuse(f"must be at most {MAX_DESCRIPTION_CHARS} characters")
+    return value
+
+
+def _not_an_id(code: str) -> str:
+    if _UUID.fullmatch(code):
+        refuse("must not look like an account id (a UUID)")
+    return code
+
+
+AccountReference = Annotated[
+    AccountRef,
+    PlainValidator(_account_ref),
+    WithJsonSchema({"type": "string", "description": "an account id or code"}),
+]
+CalendarDate = Annotated[dt.date, PlainValidator(_calendar_date), WithJsonSchema(DATE_SCHEMA)]
+Instant = Annotated[dt.datetime, PlainValidator(_instant), WithJsonSchema(INSTANT_SCHEMA)]
+EffectiveDate = Annotated[
+    dt.date,
+    PlainValidator(_effective_date),
+    WithJsonSchema({**DATE_SCHEMA, "description": "today (UTC) when left out; at most "
+                    f"{MAX_EFFECTIVE_DAYS_AHEAD} days ahead"}),
+]  # fmt: skip
+ExpiresAt = Annotated[
+    dt.datetime | None,
+    PlainValidator(_expires_at),
+    WithJsonSchema({**INSTANT_SCHEMA,
+                    "description": f"pending entries only; at most {MAX_HOLD_DAYS} days ahead"}),
+]  # fmt: skip
+Metadata = Annotated[
+    dict[str, Any],
+    PlainValidator(_metadata),
+    WithJsonSchema({"type": "object", "description": f"at most {MAX_METADATA_BYTES} bytes"}),
+]
+Description = Annotated[
+    str | None,
+    PlainValidator(_description),
+    WithJsonSchema({"type": "string", "maxLength": MAX_DESCRIPTION_CHARS}),
+]
+AccountCode = Annotated[
+    str,
+    Field(pattern=f"^{ACCOUNT_CODE_PATTERN}$"),
+    says("must be 1-64 characters of A-Z a-z 0-9 _ . : -"),
+]
+ExpectedVersion = Annotated[
+    int | None,
+    Field(ge=0, le=INT64_MAX),
+    says(f"must be an integer >= 0 and at most {INT64_MAX}"),
+    Field(description="the account's version before this entry (its `version` when last "
+          "read): any other version is a 409 version_conflict and nothing is written; null "
+          "is the same as leaving it out (no check)"),
+]  # fmt: skip
+IdempotencyKey = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS, pattern=r"^[\x20-\x7e]+$"),
+]
 
 
 def parse_account_ref(value: object, *, field: str) -> AccountRef:
-    if not isinstance(value, str):
-        raise ValidationError(f"{field} must be an account id or code")
-    if _UUID.fullmatch(value):
-        return AccountRef(account_id=uuid.UUID(value))
-    if not _CODE.fullmatch(value):
-        raise ValidationError(f"{field} must be an account id or code")
-    return AccountRef(code=value)
+    return check(AccountReference, value, field=field)  # type: ignore[no-any-return]
+
+
+def parse_date(value: object, *, field: str) -> dt.date:
+    return check(CalendarDate, value, field=field)  # type: ignore[no-any-return]
+
+
+def parse_instant(value: object, *, field: str) -> dt.datetime:
+    return check(Instant, value, field=field)  # type: ignore[no-any-return]
+
+
+def parse_as_of(raw: object, *, field: str = "as_of") -> dt.date:
+    """A day to close or to read the snapshot of (a day after it must exist)."""
+    day = parse_date(raw, field=field)
+    if day >= dt.date.max:
+        raise ValidationError(f"{field} is out of range")
+    return day
 
 
 def parse_object_id(value: str) -> uuid.UUID | None:
@@ -139,236 +244,125 @@ def parse_idempotency_key(value: object, *, field: str = "the Idempotency-Key he
     return value
 
 
-def _object(
-    body: object, *, allowed: frozenset[str], required: frozenset[str] = frozenset()
-) -> Mapping[str, Any]:
-    if not isinstance(body, dict):
-        raise ValidationError("the request body must be a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise ValidationError(f"unknown field(s): {', '.join(unknown)}")
-    missing = sorted(required - set(body))
-    if missing:
-        raise ValidationError(f"missing required field(s): {', '.join(missing)}")
-    return body
+# --- bodies ----------------------------------------------------------------------------------
 
 
-def _text(value: object, *, field: str, max_chars: int, required: bool) -> str | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise ValidationError(f"{field} must be a non-empty string")
-    if len(value) > max_chars:
-        raise ValidationError(f"{field} must be at most {max_chars} characters")
-    return value
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        refuse("must be a non-empty string")
+    return text
 
 
-def _metadata(value: object) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValidationError("metadata must be a JSON object")
-    if len(json.dumps(value, separators=(",", ":"))) > MAX_METADATA_BYTES:
-        raise ValidationError(f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON")
-    return value
+class NewAccount(Body):
+    """`POST /v1/accounts`."""
+
+    code: Annotated[AccountCode, AfterValidator(_not_an_id)]
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS), AfterValidator(_not_blank)]
+    type: Annotated[AccountType, says(f"must be one of {', '.join(ACCOUNT_TYPES)}")]
+    currency: Currency
+    allow_negative: Annotated[bool, says("must be true or false")] = False
+    metadata: Metadata = Field(default_factory=dict)
 
 
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+class PostingLine(Body):
+    """One line of a new entry."""
+
+    account: AccountReference
+    direction: Annotated[Direction, says("must be debit or credit")]
+    amount: Amount
+    currency: Currency | None = None
+    # Optimistic concurrency (SPEC §3.5): the account's version the caller last read; the
+    # engine refuses the entry (409 version_conflict) when the account has moved on since.
+    expected_version: ExpectedVersion = None
 
 
-def parse_date(value: object, *, field: str) -> dt.date:
-    """A calendar date written exactly as YYYY-MM-DD (ASCII digits; no week dates, no compact
-    forms): the one date format of the API, in bodies and in query strings."""
-    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
-        raise ValidationError(f"{field} must be a date as YYYY-MM-DD")
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ValidationError(f"{field} is not a real date: {value}") from None
+class NewEntry(Body):
+    """`POST /v1/entries`: posted now, or a hold (`"status": "pending"`, SPEC §3.2) that
+    reserves the funds and moves no balance until it is posted, voided or expires."""
+
+    postings: Annotated[
+        list[PostingLine],
+        Field(min_length=MIN_POSTINGS, max_length=MAX_POSTINGS),
+    ]
+    description: Description = None
+    effective_date: EffectiveDate = Field(default_factory=today_utc)
+    metadata: Metadata = Field(default_factory=dict)
+    status: Annotated[Literal["posted", "pending"], says('must be "posted" or "pending"')] = (
+        "posted"
+    )
+    expires_at: ExpiresAt = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expiry_only_on_holds(cls, data: object) -> object:
+        if (
+            isinstance(data, dict)
+            and "expires_at" in data
+            and data.get("status", "posted") == "posted"
+        ):
+            refuse('expires_at is for pending entries ("status": "pending")')
+        return data
+
+    @property
+    def pending(self) -> bool:
+        return self.status == "pending"
 
 
-def parse_as_of(raw: object, *, field: str = "as_of") -> dt.date:
-    """A day to close or to read the snapshot of (a day after it must exist)."""
-    day = parse_date(raw, field=field)
-    if day >= dt.date.max:
-        raise ValidationError(f"{field} is out of range")
-    return day
+class ReversalBody(Body):
+    """`POST /v1/entries/{id}/reverse`: the entry's lines with debit and credit swapped."""
+
+    description: Description = None
+    effective_date: EffectiveDate = Field(default_factory=today_utc)
 
 
-def _date(value: object, *, field: str) -> dt.date:
-    return today_utc() if value is None else parse_date(value, field=field)
+class PostPendingBody(Body):
+    """`POST /v1/entries/{id}/post`."""
+
+    description: Description = None
 
 
-def _effective_date(value: object) -> dt.date:
-    day = _date(value, field="effective_date")
-    if day > today_utc() + dt.timedelta(days=MAX_EFFECTIVE_DAYS_AHEAD):
-        raise ValidationError(
-            f"effective_date may be at most {MAX_EFFECTIVE_DAYS_AHEAD} days ahead"
-        )
-    return day
+class VoidPendingBody(Body):
+    """`POST /v1/entries/{id}/void`: no body, or an empty object."""
 
 
-# RFC 3339 date-time: the T (or t, or a space) and an explicit offset are required.
-_RFC3339 = re.compile(
-    r"(?P<day>[0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ](?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2})"
-    r"(?:\.(?P<fraction>[0-9]{1,9}))?(?P<offset>[Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
+@dataclass(frozen=True)
+class Reversal:
+    entry_id: uuid.UUID
+    description: str | None
+    effective_date: dt.date
 
 
-def parse_instant(value: object, *, field: str) -> dt.datetime:
-    """An RFC 3339 instant with its offset (`2026-12-01T10:00:00Z`), in UTC, to microseconds
-    (the ledger's precision: further digits are dropped)."""
-    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        raise ValidationError(f"{field} must be an RFC 3339 date-time with an offset")
-    fraction = (match["fraction"] or "")[:6].ljust(6, "0")
-    offset = "+00:00" if match["offset"] in ("Z", "z") else match["offset"]
-    try:
-        instant = dt.datetime.fromisoformat(f"{match['day']}T{match['time']}.{fraction}{offset}")
-        return instant.astimezone(dt.UTC)
-    except (ValueError, OverflowError):
-        raise ValidationError(f"{field} is not a real date-time: {value}") from None
+@dataclass(frozen=True)
+class PendingAction:
+    """Post or void a pending entry."""
 
-
-def parse_expected_version(value: object, *, field: str) -> int | None:
-    """A posting line's `expected_version`: a JSON integer 0..INT64_MAX (an account's version
-    is a bigint counter from 0). `null` is the same as leaving it out: nothing is compared.
-    Booleans, floats (even 1.0) and strings are refused, never coerced."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        kind = "a string" if isinstance(value, str) else _JSON_KINDS.get(type(value), "a number")
-        raise ValidationError(f"{field} must be an integer >= 0, not {kind}")
-    if not 0 <= value <= INT64_MAX:
-        raise ValidationError(f"{field} must be an integer >= 0 and at most {INT64_MAX}")
-    return value
-
-
-def _expires_at(value: object) -> dt.datetime:
-    # "In the future" is the engine's to judge, for new entries only: a retry of a hold whose
-    # instant has passed must still replay its stored response, not fail here.
-    instant = parse_instant(value, field="expires_at")
-    now = dt.datetime.now(dt.UTC)
-    if instant > now + dt.timedelta(days=MAX_HOLD_DAYS):
-        raise ValidationError(f"expires_at may be at most {MAX_HOLD_DAYS} days ahead")
-    return instant
+    entry_id: uuid.UUID
+    description: str | None = None
 
 
 def parse_new_account(body: object) -> NewAccount:
-    data = _object(
-        body,
-        allowed=frozenset({"code", "name", "type", "currency", "allow_negative", "metadata"}),
-        required=frozenset({"code", "name", "type", "currency"}),
-    )
-    code = data["code"]
-    if not isinstance(code, str) or not _CODE.fullmatch(code):
-        raise ValidationError("code must be 1-64 characters of A-Z a-z 0-9 _ . : -")
-    if _UUID.fullmatch(code):
-        raise ValidationError("code must not look like an account id (a UUID)")
-    account_type = data["type"]
-    if account_type not in ACCOUNT_TYPES:
-        raise ValidationError(f"type must be one of {', '.join(ACCOUNT_TYPES)}")
-    allow_negative = data.get("allow_negative", False)
-    if not isinstance(allow_negative, bool):
-        raise ValidationError("allow_negative must be true or false")
-    name = _text(data["name"], field="name", max_chars=MAX_NAME_CHARS, required=True)
-    assert name is not None
-    return NewAccount(
-        code=code,
-        name=name,
-        type=account_type,
-        currency=parse_currency(data["currency"], field="currency"),
-        allow_negative=allow_negative,
-        metadata=_metadata(data.get("metadata")),
-    )
+    return validated(NewAccount, body)
 
 
 def parse_new_entry(body: object) -> NewEntry:
-    data = _object(
-        body,
-        allowed=frozenset(
-            {"description", "effective_date", "metadata", "postings", "status", "expires_at"}
-        ),
-        required=frozenset({"postings"}),
-    )
-    status = data.get("status", "posted")
-    if status not in ("posted", "pending"):
-        raise ValidationError('status must be "posted" or "pending"')
-    if "expires_at" in data and status != "pending":
-        raise ValidationError('expires_at is for pending entries ("status": "pending")')
-    raw_postings = data["postings"]
-    if not isinstance(raw_postings, list):
-        raise ValidationError("postings must be a list")
-    if not MIN_POSTINGS <= len(raw_postings) <= MAX_POSTINGS:
-        raise ValidationError(f"an entry has {MIN_POSTINGS} to {MAX_POSTINGS} postings")
-    lines = []
-    for index, raw in enumerate(raw_postings):
-        field = f"postings[{index}]"
-        posting = _object(
-            raw,
-            allowed=frozenset({"account", "direction", "amount", "currency", "expected_version"}),
-            required=frozenset({"account", "direction", "amount"}),
-        )
-        direction = posting["direction"]
-        if direction not in DIRECTIONS:
-            raise ValidationError(f"{field}.direction must be debit or credit")
-        currency = posting.get("currency")
-        lines.append(
-            PostingLine(
-                account=parse_account_ref(posting["account"], field=f"{field}.account"),
-                direction=direction,
-                amount_minor=parse_amount_minor(posting["amount"], field=f"{field}.amount"),
-                currency=None
-                if currency is None
-                else parse_currency(currency, field=f"{field}.currency"),
-                expected_version=parse_expected_version(
-                    posting.get("expected_version"), field=f"{field}.expected_version"
-                ),
-            )
-        )
-    return NewEntry(
-        description=_text(
-            data.get("description"),
-            field="description",
-            max_chars=MAX_DESCRIPTION_CHARS,
-            required=False,
-        ),
-        effective_date=_effective_date(data.get("effective_date")),
-        metadata=_metadata(data.get("metadata")),
-        postings=tuple(lines),
-        pending=status == "pending",
-        expires_at=None if data.get("expires_at") is None else _expires_at(data["expires_at"]),
-    )
+    return validated(NewEntry, body)
 
 
 def parse_reversal(entry_id: uuid.UUID, body: object) -> Reversal:
-    data = _object(body, allowed=frozenset({"description", "effective_date"}))
-    return Reversal(
-        entry_id=entry_id,
-        description=_text(
-            data.get("description"),
-            field="description",
-            max_chars=MAX_DESCRIPTION_CHARS,
-            required=False,
-        ),
-        effective_date=_effective_date(data.get("effective_date")),
-    )
+    reversal = validated(ReversalBody, body)
+    return Reversal(entry_id, reversal.description, reversal.effective_date)
 
 
 def parse_post_pending(entry_id: uuid.UUID, body: object) -> PendingAction:
-    """`POST /v1/entries/{id}/post` with `{description?}`."""
-    data = _object(body, allowed=frozenset({"description"}))
-    description = _text(
-        data.get("description"), field="description", max_chars=MAX_DESCRIPTION_CHARS,
-        required=False,
-    )  # fmt: skip
-    return PendingAction(entry_id=entry_id, description=description)
+    return PendingAction(entry_id, validated(PostPendingBody, body).description)
 
 
 def parse_void_pending(entry_id: uuid.UUID, body: object) -> PendingAction:
-    """`POST /v1/entries/{id}/void`: no body, or an empty object."""
-    _object(body, allowed=frozenset())
-    return PendingAction(entry_id=entry_id)
+    validated(VoidPendingBody, body)
+    return PendingAction(entry_id)
+
+
+# --- batches (SPEC §3.1) ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -378,53 +372,76 @@ class BatchItem:
     request_body: dict[str, Any]  # the item without its key: what a single POST would carry
 
 
+def _batch_item(raw: object) -> BatchItem | ArusError:
+    """One item, held to exactly the single-entry rules; an invalid item is its error (it fails
+    alone, or, in an atomic batch, fails the batch at its index), never the whole request's."""
+    try:
+        if not isinstance(raw, dict):
+            raise ValidationError("the entry must be a JSON object")
+        request_body = {k: v for k, v in raw.items() if k != "idempotency_key"}
+        key = parse_idempotency_key(raw.get("idempotency_key"), field="idempotency_key")
+        return BatchItem(key, parse_new_entry(request_body), request_body)
+    except ArusError as exc:
+        return exc
+
+
+class BatchItemBody(NewEntry):
+    """A batch item: the body of `POST /v1/entries` and its idempotency key."""
+
+    idempotency_key: IdempotencyKey
+
+
+class Batch(Body):
+    """`POST /v1/entries/batch`: `{"entries": [item, ...], "atomic": false}`."""
+
+    entries: Annotated[
+        list[
+            Annotated[
+                BatchItem | ArusError,
+                PlainValidator(_batch_item),
+                WithJsonSchema({"$ref": "#/components/schemas/BatchItemBody"}),
+            ]
+        ],
+        Field(min_length=1, max_length=MAX_BATCH_ITEMS),
+    ]
+    atomic: Annotated[bool, says("must be true or false")] = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_batch(cls, data: object) -> object:
+        """What makes the request no batch at all: too many postings, a key used twice."""
+        items = data.get("entries") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            return data
+        postings = sum(len(i["postings"]) for i in items
+                       if isinstance(i, dict) and isinstance(i.get("postings"), list))  # fmt: skip
+        if postings > MAX_BATCH_POSTINGS:
+            refuse(f"a batch has at most {MAX_BATCH_POSTINGS} postings in all")
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            key = item.get("idempotency_key") if isinstance(item, dict) else None
+            if isinstance(key, str) and key in seen:
+                refuse(f"entries[{index}].idempotency_key is used twice in this batch")
+            if isinstance(key, str):
+                seen.add(key)
+        return data
+
+
 @dataclass(frozen=True)
 class NewBatch:
-    # Each item parsed, or the error it fails with: an invalid item fails alone (or, in an
-    # atomic batch, fails the batch at its index), exactly as it would as a single POST.
+    # Each item parsed, or the error it fails with, its message prefixed with its index.
     items: tuple[BatchItem | ArusError, ...]
     atomic: bool
 
 
 def parse_batch(body: object) -> NewBatch:
-    """`{"entries": [item, ...], "atomic": false}` (SPEC §3.1): each item is the body of
-    POST /v1/entries plus its `idempotency_key`, held to exactly the single-entry rules.
-    What makes the request no batch at all (not an object, `entries` missing, empty or too
-    long, too many postings, a key used twice) is a ValidationError for the whole request."""
-    data = _object(body, allowed=frozenset({"entries", "atomic"}), required=frozenset({"entries"}))
-    atomic = data.get("atomic", False)
-    if not isinstance(atomic, bool):
-        raise ValidationError("atomic must be true or false")
-    raw_items = data["entries"]
-    if not isinstance(raw_items, list) or not 1 <= len(raw_items) <= MAX_BATCH_ITEMS:
-        raise ValidationError(f"entries must be a list of 1 to {MAX_BATCH_ITEMS} entries")
-    items: list[BatchItem | ArusError] = []
-    seen: set[str] = set()
-    postings = 0
-    for index, raw in enumerate(raw_items):
-        if isinstance(raw, dict) and isinstance(raw.get("postings"), list):
-            postings += len(raw["postings"])
-        if postings > MAX_BATCH_POSTINGS:
-            raise ValidationError(f"a batch has at most {MAX_BATCH_POSTINGS} postings in all")
-        key = raw.get("idempotency_key") if isinstance(raw, dict) else None
-        if isinstance(key, str) and key in seen:
-            raise ValidationError(f"entries[{index}].idempotency_key is used twice in this batch")
-        if isinstance(key, str):
-            seen.add(key)
-        try:
-            if not isinstance(raw, dict):
-                raise ValidationError("the entry must be a JSON object")
-            request_body = {k: v for k, v in raw.items() if k != "idempotency_key"}
-            item = BatchItem(
-                idempotency_key=parse_idempotency_key(key, field="idempotency_key"),
-                entry=parse_new_entry(request_body),
-                request_body=request_body,
-            )
-        except ArusError as exc:
-            items.append(type(exc)(f"entries[{index}]: {exc.message}", index=index))
-            continue
-        items.append(item)
-    return NewBatch(items=tuple(items), atomic=atomic)
+    batch = validated(Batch, body)
+    items = tuple(
+        type(item)(f"entries[{index}]: {item.message}", index=index)
+        if isinstance(item, ArusError) else item
+        for index, item in enumerate(batch.entries)
+    )  # fmt: skip
+    return NewBatch(items=items, atomic=batch.atomic)
 
 
 # --- list filters (SPEC §3): query parameters → typed filters ------------------------------

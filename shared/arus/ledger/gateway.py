@@ -22,6 +22,7 @@ from arus import errors
 from arus.ledger.access import Credentials
 from arus.ledger.commands import NewAccount, NewBatch, NewEntry, PendingAction, Reversal, today_utc
 from arus.ledger.idempotency import fingerprint
+from arus.platform import telemetry
 from arus.platform.db import run_prepared
 
 
@@ -34,6 +35,7 @@ class MutationResult:
     replayed: bool
 
 
+@telemetry.engine_call
 def call_engine(
     engine: Engine,
     statement: sa.TextClause,
@@ -142,7 +144,7 @@ def _lines(entry: NewEntry) -> list[dict[str, Any]]:
         {
             **line.account.as_json(),
             "direction": line.direction,
-            "amount": line.amount_minor,
+            "amount": line.amount,
             **({"currency": line.currency} if line.currency else {}),
             **(
                 {"expected_version": line.expected_version}

@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
-import re
+from typing import Annotated
 
-from arus.errors import ValidationError
+from pydantic import Field
+
+from arus.ledger.fields import check, says
 from arus.rules import INT64_MAX, INT64_MIN
 
-__all__ = ["INT64_MAX", "INT64_MIN", "parse_amount_minor", "parse_currency"]
+__all__ = ["INT64_MAX", "INT64_MIN", "Amount", "Currency", "parse_amount_minor", "parse_currency"]
 
-_CURRENCY = re.compile(r"[A-Z]{3}")
+# A positive amount in minor units. Strict: floats, strings and booleans are refused, never
+# coerced (`true` must not become 1 cent, nor 1.5 become 1).
+Amount = Annotated[
+    int,
+    Field(ge=1, le=INT64_MAX),
+    says(f"must be an integer number of minor units between 1 and {INT64_MAX}"),
+]
+Currency = Annotated[
+    str,
+    Field(pattern=r"^[A-Z]{3}$"),
+    says("must be three upper-case letters (ISO 4217), e.g. USD"),
+]
 
 
 def parse_amount_minor(value: object, *, field: str) -> int:
-    """A positive amount in minor units. Floats, strings and booleans are refused, never coerced."""
-    # bool is a subclass of int: `true` must not become 1 cent.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(
-            f"{field} must be an integer number of minor units, not {type(value).__name__}"
-        )
-    if not 1 <= value <= INT64_MAX:
-        raise ValidationError(f"{field} must be between 1 and {INT64_MAX}")
-    return value
+    return int(check(Amount, value, field=field))
 
 
 def parse_currency(value: object, *, field: str) -> str:
-    if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
-        raise ValidationError(f"{field} must be three upper-case letters (ISO 4217), e.g. USD")
-    return value
+    return str(check(Currency, value, field=field))

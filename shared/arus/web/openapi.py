@@ -1,434 +1,75 @@
 """The OpenAPI 3.1 document of every route (SPEC §3, §3.4): served at `GET /openapi.json`, kept in
 the repository as `docs/openapi.json` (`arus openapi`), and held to the real answers by
 `tests/integration/test_openapi.py` (openapi-core on real responses, schemathesis on generated
-requests). Limits and error codes come from `arus.rules`, so they cannot drift from the code."""
+requests). The schemas are generated from the models that validate the requests
+(`ledger/commands.py`) and state the answers (`ledger/answers.py`); this module adds the
+routes, their parameters and their statuses."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from arus.rules import (
-    ACCOUNT_CODE_PATTERN,
-    ACCOUNT_TYPES,
-    DIRECTIONS,
-    ERROR_STATUS,
-    INT64_MAX,
-    INT64_MIN,
-    MAX_BATCH_ITEMS,
-    MAX_DESCRIPTION_CHARS,
-    MAX_IDEMPOTENCY_KEY_CHARS,
-    MAX_NAME_CHARS,
-    MAX_POSTINGS,
-    MIN_POSTINGS,
-)
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
+from pydantic_core import core_schema
+
+from arus.ledger import answers, commands
+from arus.rules import ACCOUNT_CODE_PATTERN, ACCOUNT_TYPES, MAX_IDEMPOTENCY_KEY_CHARS
 
 STATUSES = ("posted", "pending", "voided", "expired")
 UUID = {"type": "string", "format": "uuid"}
-INSTANT = {"type": "string", "format": "date-time"}
-DATE = {"type": "string", "format": "date"}
-INT64 = {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX}
-AMOUNT = {"type": "integer", "minimum": 1, "maximum": INT64_MAX}
-NON_NEGATIVE = {"type": "integer", "minimum": 0, "maximum": INT64_MAX}
+INSTANT = commands.INSTANT_SCHEMA
+DATE = commands.DATE_SCHEMA
 CURRENCY = {"type": "string", "pattern": "^[A-Z]{3}$"}
-METADATA = {"type": "object"}
+
+REQUESTS: tuple[type[BaseModel], ...] = (
+    commands.NewAccount, commands.NewEntry, commands.BatchItemBody, commands.Batch,
+    commands.ReversalBody, commands.PostPendingBody, commands.VoidPendingBody,
+    answers.CloseRequest,
+)  # fmt: skip
+ANSWERS: tuple[type[BaseModel], ...] = (
+    answers.Error, answers.Account, answers.AccountPage, answers.Entry, answers.EntryPage,
+    answers.BatchResults, answers.AccountPostingPage, answers.TrialBalance, answers.Balances,
+    answers.AccountBalanceAt, answers.Close, answers.ClosePage, answers.Rollup,
+    answers.Statement, answers.Health, answers.RelayOutcome, answers.Closes,
+)  # fmt: skip
 
 
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"oneOf": [schema, {"type": "null"}]}
+class _Schemas(GenerateJsonSchema):
+    """Pydantic's JSON Schema without what only repeats the field's name or says nothing."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> dict[str, Any]:
+        generated = super().default_schema(schema)
+        if generated.get("default", 0) is None:
+            del generated["default"]  # "absent" is not "null"
+        return generated
+
+
+def schemas() -> dict[str, Any]:
+    """components/schemas: every request and answer model and the models they name."""
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        *((model, "validation") for model in REQUESTS),
+        *((model, "serialization") for model in ANSWERS),
+    ]
+    _, generated = models_json_schema(
+        models, ref_template="#/components/schemas/{model}", schema_generator=_Schemas
+    )
+    named = {name: {k: v for k, v in schema.items() if k != "title"}
+             for name, schema in sorted(generated["$defs"].items())}  # fmt: skip
+    # Pydantic also emits the schemas of types it validates by function (the AccountRef a
+    # posting's `account` becomes): no body or answer names them, so they are left out.
+    wanted = {model.__name__ for model, _ in models}
+    text = json.dumps(named)
+    return {name: schema for name, schema in named.items()
+            if name in wanted or f'schemas/{name}"' in text}  # fmt: skip
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _object(
-    required: list[str], properties: dict[str, Any], *, closed: bool = True
-) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "required": required, "properties": properties}
-    if closed:
-        schema["additionalProperties"] = False
-    return schema
-
-
-def _page(item: str) -> dict[str, Any]:
-    return _object(
-        ["data", "next_cursor"],
-        {
-            "data": {"type": "array", "items": _ref(item)},
-            "next_cursor": _nullable({"type": "string"}),
-        },
-    )
-
-
-def _trial_balance_totals(description: str | None = None) -> dict[str, Any]:
-    """The trial-balance columns per currency: the trial balance's, a close's and a rollup's (a
-    sum over many accounts, so not bounded by int64)."""
-    column = {"type": "integer", "minimum": 0}
-    columns = _object(["currency", "debit", "credit"],
-                      {"currency": CURRENCY, "debit": column, "credit": column})  # fmt: skip
-    schema: dict[str, Any] = {"type": "array", "items": columns}
-    return schema if description is None else {**schema, "description": description}
-
-
-SCHEMAS: dict[str, Any] = {
-    "Error": _object(
-        ["error"],
-        {
-            "error": _object(
-                ["code", "message"],
-                {
-                    "code": {"type": "string", "enum": sorted(ERROR_STATUS)},
-                    "message": {"type": "string"},
-                    "index": {
-                        "type": "integer",
-                        "minimum": 0,
-                        "description": "the failing batch item",
-                    },
-                    "first_open_date": {
-                        **DATE,
-                        "description": "period_closed: the day to post into",
-                    },
-                },
-            )
-        },
-    ),
-    "NewAccount": _object(
-        ["code", "name", "type", "currency"],
-        {
-            "code": {"type": "string", "pattern": f"^{ACCOUNT_CODE_PATTERN}$"},
-            "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS},
-            "type": {"type": "string", "enum": list(ACCOUNT_TYPES)},
-            "currency": CURRENCY,
-            "allow_negative": {"type": "boolean"},
-            "metadata": METADATA,
-        },
-    ),
-    "Account": _object(
-        [
-            "id",
-            "code",
-            "name",
-            "type",
-            "currency",
-            "allow_negative",
-            "metadata",
-            "balance",
-            "pending_debits",
-            "pending_credits",
-            "available_balance",
-            "version",
-            "created_at",
-        ],
-        {
-            "id": UUID,
-            "code": {"type": "string"},
-            "name": {"type": "string"},
-            "type": {"type": "string", "enum": list(ACCOUNT_TYPES)},
-            "currency": CURRENCY,
-            "allow_negative": {"type": "boolean"},
-            "metadata": METADATA,
-            "balance": INT64,
-            "pending_debits": NON_NEGATIVE,
-            "pending_credits": NON_NEGATIVE,
-            "available_balance": {"type": "integer"},
-            "version": {
-                **NON_NEGATIVE,
-                "description": "0 at creation, +1 per posted posting applied; send it as a "
-                "posting's expected_version to post only if the account has not moved",
-            },
-            "created_at": INSTANT,
-        },
-    ),
-    "PostingLine": _object(
-        ["account", "direction", "amount"],
-        {
-            "account": {"type": "string", "description": "an account id or code"},
-            "direction": {"type": "string", "enum": list(DIRECTIONS)},
-            "amount": AMOUNT,
-            "currency": CURRENCY,
-            "expected_version": {
-                **_nullable(NON_NEGATIVE),
-                "description": "the account's version before this entry (its `version` when "
-                "last read): any other version is a 409 version_conflict and nothing is "
-                "written; null is the same as leaving it out (no check)",
-            },
-        },
-    ),
-    "NewEntry": _object(
-        ["postings"],
-        {
-            "postings": {
-                "type": "array",
-                "minItems": MIN_POSTINGS,
-                "maxItems": MAX_POSTINGS,
-                "items": _ref("PostingLine"),
-            },
-            "description": {"type": "string", "maxLength": MAX_DESCRIPTION_CHARS},
-            "effective_date": DATE,
-            "metadata": METADATA,
-            "status": {"type": "string", "enum": ["posted", "pending"]},
-            "expires_at": {**INSTANT, "description": "pending entries only; at most 90 days ahead"},
-        },
-    ),
-    "EntryPosting": _object(
-        ["account_id", "account_code", "direction", "amount", "currency", "account_version"],
-        {
-            "account_id": UUID,
-            "account_code": {"type": "string"},
-            "direction": {"type": "string", "enum": list(DIRECTIONS)},
-            "amount": AMOUNT,
-            "currency": CURRENCY,
-            "account_version": {
-                **_nullable({"type": "integer", "minimum": 1, "maximum": INT64_MAX}),
-                "description": "the account's version this posting made; null for a pending "
-                "entry's lines (they move no balance)",
-            },
-        },
-    ),
-    "Entry": _object(
-        [
-            "id",
-            "ledger_seq",
-            "status",
-            "description",
-            "effective_date",
-            "metadata",
-            "postings",
-            "reverses",
-            "reversed_by",
-            "posts",
-            "posted_by",
-            "expires_at",
-            "created_at",
-        ],
-        {
-            "id": UUID,
-            "ledger_seq": {"type": "integer", "minimum": 1},
-            "status": {"type": "string", "enum": list(STATUSES)},
-            "description": _nullable({"type": "string"}),
-            "effective_date": DATE,
-            "metadata": METADATA,
-            "postings": {"type": "array", "items": _ref("EntryPosting")},
-            "reverses": _nullable(UUID),
-            "reversed_by": _nullable(UUID),
-            "posts": _nullable(UUID),
-            "posted_by": _nullable(UUID),
-            "expires_at": _nullable(INSTANT),
-            "created_at": INSTANT,
-        },
-    ),
-    "Reversal": _object(
-        [],
-        {
-            "description": {"type": "string", "maxLength": MAX_DESCRIPTION_CHARS},
-            "effective_date": DATE,
-        },
-    ),
-    "PostPending": _object(
-        [], {"description": {"type": "string", "maxLength": MAX_DESCRIPTION_CHARS}}
-    ),
-    "VoidPending": _object([], {}),
-    "BatchItem": {
-        "allOf": [_ref("NewEntry")],
-        "type": "object",
-        "required": ["idempotency_key", "postings"],
-        "properties": {
-            "idempotency_key": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_IDEMPOTENCY_KEY_CHARS,
-            }
-        },
-    },
-    "Batch": _object(
-        ["entries"],
-        {
-            "entries": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": MAX_BATCH_ITEMS,
-                "items": {"type": "object"},
-            },
-            "atomic": {"type": "boolean"},
-        },
-    ),
-    "BatchResults": _object(
-        ["results"],
-        {
-            "results": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["status"],
-                    "properties": {
-                        "status": {"type": "integer"},
-                        "entry": _ref("Entry"),
-                        "replayed": {"type": "boolean"},
-                        "error": {"type": "object", "required": ["code", "message"]},
-                    },
-                },
-            }
-        },
-    ),
-    "AccountPosting": _object(
-        [
-            "id",
-            "entry_id",
-            "ledger_seq",
-            "direction",
-            "amount",
-            "currency",
-            "balance_after",
-            "account_version",
-            "effective_date",
-            "created_at",
-        ],
-        {
-            "id": {"type": "integer"},
-            "entry_id": UUID,
-            "ledger_seq": {"type": "integer"},
-            "direction": {"type": "string", "enum": list(DIRECTIONS)},
-            "amount": AMOUNT,
-            "currency": CURRENCY,
-            "balance_after": INT64,
-            "account_version": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": INT64_MAX,
-                "description": "the account's version this posting made",
-            },
-            "effective_date": DATE,
-            "created_at": INSTANT,
-        },
-    ),
-    "AccountPage": _page("Account"),
-    "EntryPage": _page("Entry"),
-    "AccountPostingPage": _page("AccountPosting"),
-    "TrialBalance": _object(
-        ["accounts", "totals", "balanced", "drift"],
-        {
-            "accounts": {"type": "array", "items": {"type": "object"}},
-            "totals": _trial_balance_totals(),
-            "balanced": {"type": "boolean"},
-            "drift": {"type": "array", "items": {"type": "object"}},
-        },
-    ),
-    "Balance": _object(
-        ["account_id", "account_code", "currency", "balance"],
-        {
-            "account_id": UUID,
-            "account_code": {"type": "string"},
-            "currency": CURRENCY,
-            "balance": INT64,
-        },
-    ),
-    "Balances": {
-        "type": "object",
-        "required": ["data", "next_cursor"],
-        "properties": {
-            "data": {"type": "array", "items": _ref("Balance")},
-            "next_cursor": _nullable({"type": "string"}),
-            "as_of": DATE,
-            "closed_at": INSTANT,
-            "at": INSTANT,
-        },
-        "additionalProperties": False,
-    },
-    "AccountBalanceAt": _object(
-        ["account_id", "at", "balance"], {"account_id": UUID, "at": INSTANT, "balance": INT64}
-    ),
-    "Close": _object(
-        ["close_date", "last_ledger_seq", "seal", "closed_at", "accounts", "totals", "balanced"],
-        {
-            "close_date": DATE,
-            "last_ledger_seq": {
-                "type": "integer",
-                "minimum": 0,
-                "description": "the journal is sealed through this entry",
-            },
-            "seal": {
-                "type": "string",
-                "pattern": "^[0-9a-f]{64}$",
-                "description": "SHA-256 chain over the journal since the previous close "
-                "(docs/seal.md)",
-            },
-            "closed_at": INSTANT,
-            "accounts": {
-                "type": "integer",
-                "minimum": 0,
-                "description": "accounts with postings dated through the day",
-            },
-            "totals": _trial_balance_totals(),
-            "balanced": {"type": "boolean"},
-        },
-    ),
-    "ClosePage": _page("Close"),
-    "Rollup": _object(
-        ["prefix", "accounts", "totals"],
-        {
-            "prefix": {"type": "string", "pattern": f"^{ACCOUNT_CODE_PATTERN}$"},
-            "accounts": {"type": "integer", "minimum": 0},
-            "totals": _trial_balance_totals("one per currency of the accounts summed, by currency"),
-            "at": {**INSTANT, "description": "the instant asked for, when asked for"},
-            "as_of": {**DATE, "description": "the closed day asked for, when asked for"},
-        },
-    ),
-    "StatementLine": _object(
-        [
-            "entry_id",
-            "ledger_seq",
-            "effective_date",
-            "description",
-            "direction",
-            "amount",
-            "currency",
-            "balance",
-        ],
-        {
-            "entry_id": UUID,
-            "ledger_seq": {"type": "integer", "minimum": 1},
-            "effective_date": DATE,
-            "description": _nullable({"type": "string"}),
-            "direction": {"type": "string", "enum": list(DIRECTIONS)},
-            "amount": AMOUNT,
-            "currency": CURRENCY,
-            "balance": {
-                "type": "integer",
-                "description": "the running balance: opening_balance plus the lines through "
-                "this one, across pages",
-            },
-        },
-    ),
-    "Statement": _object(
-        [
-            "account_id",
-            "from",
-            "to",
-            "opening_balance",
-            "closing_balance",
-            "lines",
-            "next_cursor",
-        ],
-        {
-            "account_id": UUID,
-            "from": DATE,
-            "to": DATE,
-            "opening_balance": {
-                "type": "integer",
-                "description": "the posted postings of entries dated before `from`",
-            },
-            "closing_balance": {
-                "type": "integer",
-                "description": "the posted postings of entries dated through `to`, on every page",
-            },
-            "lines": {"type": "array", "items": _ref("StatementLine")},
-            "next_cursor": _nullable({"type": "string"}),
-        },
-    ),
-    "Health": _object(["status"], {"status": {"type": "string"}}),
-    "RelayOutcome": {"type": "object"},
-    "Closes": {"type": "object"},
-}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -625,13 +266,13 @@ def document() -> dict[str, Any]:
         },
         "/v1/entries/{entry_id}": {"get": _read("Entry", [ENTRY_ID], operationId="getEntry")},
         "/v1/entries/{entry_id}/reverse": {
-            "post": {**_mutation("Reversal", 201, "Entry"), "operationId": "reverseEntry"}
+            "post": {**_mutation("ReversalBody", 201, "Entry"), "operationId": "reverseEntry"}
         },
         "/v1/entries/{entry_id}/post": {
-            "post": {**_mutation("PostPending", 201, "Entry"), "operationId": "postPending"}
+            "post": {**_mutation("PostPendingBody", 201, "Entry"), "operationId": "postPending"}
         },
         "/v1/entries/{entry_id}/void": {
-            "post": {**_mutation("VoidPending", 200, "Entry"), "operationId": "voidPending"}
+            "post": {**_mutation("VoidPendingBody", 200, "Entry"), "operationId": "voidPending"}
         },
         "/v1/trial-balance": {"get": _read("TrialBalance", [], operationId="trialBalance")},
         "/v1/balances": {
@@ -728,9 +369,7 @@ def document() -> dict[str, Any]:
                 "operationId": "dailyClose",
                 "tags": ["jobs"],
                 "security": [{"operator": []}],
-                "requestBody": {
-                    "content": {"application/json": {"schema": _object([], {"date": DATE})}}
-                },
+                "requestBody": {"content": {"application/json": {"schema": _ref("CloseRequest")}}},
                 "responses": {
                     "200": _json("Closes", "every ledger's close"),
                     "500": _json("Closes", "a ledger did not close: imbalance or drift"),
@@ -760,7 +399,7 @@ def document() -> dict[str, Any]:
         "security": [{"apiKey": []}],
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas(),
             "securitySchemes": {
                 "apiKey": {
                     "type": "http",
