@@ -13,9 +13,11 @@ from typing import Literal
 
 AccountType = Literal["asset", "expense", "liability", "equity", "revenue"]
 Direction = Literal["debit", "credit"]
+EntryStatus = Literal["posted", "pending", "voided", "expired"]
 
 ACCOUNT_TYPES: tuple[AccountType, ...] = ("asset", "expense", "liability", "equity", "revenue")
 DIRECTIONS: tuple[Direction, ...] = ("debit", "credit")
+ENTRY_STATUSES: tuple[EntryStatus, ...] = ("posted", "pending", "voided", "expired")
 # An account's balance grows on its normal side: debit for these types, credit for the others.
 DEBIT_NORMAL_TYPES: frozenset[AccountType] = frozenset({"asset", "expense"})
 

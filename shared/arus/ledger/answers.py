@@ -9,7 +9,7 @@ already JSON when they leave the database.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
@@ -23,9 +23,9 @@ from arus.rules import (
     INT64_MIN,
     AccountType,
     Direction,
+    EntryStatus,
 )
 
-EntryStatus = Literal["posted", "pending", "voided", "expired"]
 Uuid = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
 Day = Annotated[str, WithJsonSchema(DATE_SCHEMA)]
 Instant = Annotated[str, WithJsonSchema(INSTANT_SCHEMA)]

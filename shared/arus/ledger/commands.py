@@ -26,6 +26,7 @@ from arus.ledger.money import Amount, Currency, parse_currency
 from arus.rules import (
     ACCOUNT_CODE_PATTERN,
     ACCOUNT_TYPES,
+    ENTRY_STATUSES,
     INT64_MAX,
     MAX_BATCH_ITEMS,
     MAX_BATCH_POSTINGS,
@@ -446,7 +447,6 @@ def parse_batch(body: object) -> NewBatch:
 
 # --- list filters (SPEC §3): query parameters → typed filters ------------------------------
 
-ENTRY_STATUSES = ("posted", "pending", "voided", "expired")
 MAX_METADATA_FILTERS = 10
 _METADATA_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _PAGING = frozenset({"limit", "cursor"})

@@ -10,18 +10,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 from pydantic_core import core_schema
 
 from arus.ledger import answers, commands
-from arus.rules import ACCOUNT_CODE_PATTERN, ACCOUNT_TYPES, MAX_IDEMPOTENCY_KEY_CHARS
+from arus.ledger.money import Currency
+from arus.rules import ACCOUNT_TYPES, ENTRY_STATUSES, MAX_IDEMPOTENCY_KEY_CHARS
 
-STATUSES = ("posted", "pending", "voided", "expired")
 UUID = {"type": "string", "format": "uuid"}
 INSTANT = commands.INSTANT_SCHEMA
 DATE = commands.DATE_SCHEMA
-CURRENCY = {"type": "string", "pattern": "^[A-Z]{3}$"}
+CURRENCY = TypeAdapter(Currency).json_schema()
+ACCOUNT_CODE = TypeAdapter(commands.AccountCode).json_schema()
 
 REQUESTS: tuple[type[BaseModel], ...] = (
     commands.NewAccount, commands.NewEntry, commands.BatchItemBody, commands.Batch,
@@ -221,7 +222,7 @@ def document() -> dict[str, Any]:
             ("account", {"type": "string"}),
             ("effective_from", DATE),
             ("effective_to", DATE),
-            ("status", {"type": "string", "enum": list(STATUSES)}),
+            ("status", {"type": "string", "enum": list(ENTRY_STATUSES)}),
         )
     ]
     account_filters = [
@@ -311,7 +312,7 @@ def document() -> dict[str, Any]:
                         "name": "prefix",
                         "in": "query",
                         "required": True,
-                        "schema": {"type": "string", "pattern": f"^{ACCOUNT_CODE_PATTERN}$"},
+                        "schema": ACCOUNT_CODE,
                         "description": "the start of the codes summed, taken literally "
                         "(`wallet:` covers `wallet:ana` and `wallet:ana:savings`)",
                     },
