@@ -81,11 +81,14 @@ def drain(
     batch_size: int,
     time_budget_s: float,
     clock: Callable[[], float] = time.monotonic,
+    log_idle: bool = False,
 ) -> RelayOutcome:
     """Publish batches until the outbox is empty or the time budget is spent.
 
     A publish failure ends the run with `error` set and its batch left unpublished; it is
-    reported, never swallowed.
+    reported, never swallowed. Each run logs one `relay run` line: at DEBUG when it published
+    nothing and failed nothing, unless `log_idle` (a scheduled run, whose every line the
+    outbox-lag metric and its alerts read).
     """
     assert 1 <= batch_size <= 10_000 and time_budget_s > 0
     started = clock()
@@ -129,8 +132,16 @@ def drain(
         error=error,
     )
     # Idle runs (every second under `arus dev`) log at DEBUG; work and errors stay visible.
-    level = logging.INFO if published or error else logging.DEBUG
-    log.log(level, "relay run", extra={"relay": outcome.to_json()})
+    level = logging.INFO if published or error or log_idle else logging.DEBUG
+    # Beside the outcome, the two figures the log-based metrics read, flat and never null
+    # (terraform/modules/monitoring): the age in seconds of the oldest event still unpublished
+    # after this run (0 when none is), and the events this run published.
+    lag_s = outcome.oldest_unpublished_age_s or 0.0
+    log.log(
+        level,
+        "relay run",
+        extra={"relay": outcome.to_json(), "outbox_lag_s": lag_s, "events_published": published},
+    )
     return outcome
 
 
@@ -145,6 +156,7 @@ def run_once(settings: Settings, transport: Transport | None = None) -> RelayOut
             transport,
             batch_size=settings.relay_batch_size,
             time_budget_s=settings.relay_time_budget_s,
+            log_idle=True,
         )
         return replace(outcome, holds_expired=expired)
     finally:

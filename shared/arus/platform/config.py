@@ -55,6 +55,11 @@ class Settings:
     max_batch_body_bytes: Annotated[int, Field(ge=1024, le=256 * 1024 * 1024)] = 8 * 1024 * 1024
     log_format: Literal["json", "text"] = "text"
     log_level: LogLevel = "INFO"
+    # Traces (platform/telemetry.py): where spans go (none: nowhere; console: standard error;
+    # gcp: Cloud Trace), and the project that names a trace in a log line
+    # (projects/<trace_project>/traces/<id>; unset with gcp: the credentials' project).
+    trace_exporter: Literal["none", "console", "gcp"] = "none"
+    trace_project: Annotated[str, Field(pattern=r"^[a-z][a-z0-9.:-]{4,62}$")] | None = None
     # Retention in days (None: keep): idempotency claims, and published outbox rows.
     idempotency_retention_days: RetentionDays | None = None
     outbox_retention_days: RetentionDays | None = None

@@ -1,4 +1,9 @@
-"""Logging: JSON lines with `severity` on Google Cloud (Cloud Logging parses them), text locally."""
+"""Logging: JSON lines with `severity` on Google Cloud (Cloud Logging parses them), text locally.
+
+A JSON line written while a span is current (platform/telemetry.py) carries Cloud Logging's
+trace fields, so the Logs Explorer groups it under its request and Cloud Trace shows it in
+the span.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import datetime as dt
 import json
 import logging
 import sys
+
+from opentelemetry import trace
 
 # What every LogRecord carries; anything else on a record came from a caller's `extra=`.
 _RECORD_ATTRIBUTES = frozenset(
@@ -22,6 +29,31 @@ def structured_fields(record: logging.LogRecord) -> dict[str, object]:
     }
 
 
+_trace_project: str | None = None
+
+
+def use_trace_project(project: str | None) -> None:
+    """Name traces in log lines `projects/<project>/traces/<id>` (set by telemetry.configure)."""
+    global _trace_project
+    _trace_project = project
+
+
+def trace_fields() -> dict[str, object]:
+    """Cloud Logging's fields for the span current in this thread: none outside a span; the
+    trace is the bare id when no project is known (locally)."""
+    span = trace.get_current_span().get_span_context()
+    if not span.is_valid:
+        return {}
+    trace_id = format(span.trace_id, "032x")
+    return {
+        "logging.googleapis.com/trace": (
+            f"projects/{_trace_project}/traces/{trace_id}" if _trace_project else trace_id
+        ),
+        "logging.googleapis.com/spanId": format(span.span_id, "016x"),
+        "logging.googleapis.com/trace_sampled": span.trace_flags.sampled,
+    }
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -29,6 +61,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "logger": record.name,
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
+            **trace_fields(),
         }
         for name, value in structured_fields(record).items():
             entry.setdefault(name, value)  # never over the entry's own keys

@@ -41,6 +41,7 @@ from arus.errors import (
 )
 from arus.ledger import commands, gateway, reads
 from arus.ledger.access import Caller, Credentials, Scope, authorize, parse_credentials
+from arus.platform import telemetry
 from arus.platform.config import Settings, load_settings
 from arus.platform.db import get_engine
 from arus.web import openapi
@@ -580,5 +581,6 @@ def create_app(
         if "close" in surfaces:
             _register_close(app, ledger, operator, at_root=alone)
     _register_health(app, ledger)
+    telemetry.instrument(app, limits)  # a span per request (its routes are all registered)
     app.register_error_handler(Exception, error_response)
     return app
