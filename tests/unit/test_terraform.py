@@ -1,7 +1,7 @@
 """terraform/ read as a specification: the deployment's security and cost rules, asserted on the
 HCL itself (python-hcl2), plus `terraform fmt`.
 
-Each environment is a thin root module that calls modules/stack once; the stack composes the six
+Each environment is a thin root module that calls modules/stack once; the stack composes the seven
 modules. Checks on the composition run against each environment's effective configuration: the
 stack's module calls, with `var.*` resolved through that environment's `module "arus"` call to
 its own locals and variable defaults.
@@ -28,7 +28,7 @@ import pytest
 from tests.support.ledgers import REPO
 
 TERRAFORM = REPO / "terraform"
-MODULES = ("cloud_sql", "functions", "pubsub", "secrets", "scheduler", "iam")
+MODULES = ("cloud_sql", "functions", "pubsub", "secrets", "scheduler", "iam", "monitoring")
 STACK = "stack"  # the module that composes MODULES; each environment calls it once
 ENVIRONMENTS = ("dev", "prod")
 FUNCTIONS = {"post_entry", "query", "relay", "daily_close"}
@@ -54,6 +54,7 @@ ALLOWED_ROLES = {
     "roles/storage.objectAdmin",
     "roles/storage.objectViewer",
     "roles/artifactregistry.writer",
+    "roles/cloudtrace.agent",  # the functions write their spans (ADR-010)
 }
 PRIMITIVE_ROLE = re.compile(r"roles/(owner|editor|viewer)\b")
 PUBLIC_MEMBER = re.compile(r"\ball(Authenticated)?Users\b")
@@ -165,7 +166,7 @@ class Environment:
 
     name: str
     root: Config  # terraform/environments/<name>: locals, variables, outputs, providers
-    stack: Config  # terraform/modules/stack: the six module calls, shared by every environment
+    stack: Config  # terraform/modules/stack: the seven module calls, shared by every environment
     values: dict[str, Any] = field(default_factory=dict)  # its *.auto.tfvars
 
     @property
@@ -290,7 +291,7 @@ def everything(
 # --- layout --------------------------------------------------------------------------------------
 
 
-def test_layout_is_six_modules_and_two_environments_that_compose_them(
+def test_layout_is_seven_modules_and_two_environments_that_compose_them(
     stack: Config, environments: dict[str, Environment]
 ) -> None:
     found_modules = {p.name for p in (TERRAFORM / "modules").iterdir() if p.is_dir()}
@@ -383,9 +384,11 @@ def test_project_wide_grants_are_narrowed_by_conditions(modules: dict[str, Confi
         "roles/cloudsql.client",
         "roles/logging.logWriter",
         "roles/storage.objectAdmin",
+        "roles/cloudtrace.agent",
     }
+    # Logs and traces are written to the project itself: no condition can narrow those two.
     for name, grant in project_grants.items():
-        if grant["role"] == "roles/logging.logWriter":
+        if grant["role"] in {"roles/logging.logWriter", "roles/cloudtrace.agent"}:
             continue
         condition = one(grant, "condition")
         assert condition["expression"], name
@@ -1342,3 +1345,117 @@ def test_terraform_init_reads_each_lock_file_offline(tmp_path: Path) -> None:
             assert refusal not in output, f"{name}: {output}"
         # It stops only where it would need the providers' packages.
         assert re.search(r"was not\s+found\s+in\s+any\s+of\s+the\s+search", output), output
+
+
+# --- monitoring (issue 19, item 6: ADR-010) ------------------------------------------------------
+
+ALERTS = {"outbox_lag", "relay_silent", "entries_stalled", "api_errors"}
+# Each log-based metric: the function whose lines it reads, the line's message, and the field.
+LOG_METRICS = {
+    "outbox_lag": ("relay", "relay run", "outbox_lag_s"),
+    "entries_written": ("post_entry", "engine call", "engine_call.entries_written"),
+}
+
+
+def test_log_based_metrics_read_fields_the_code_writes(modules: dict[str, Config]) -> None:
+    monitoring = modules["monitoring"]
+    metrics = monitoring.resources_of("google_logging_metric")
+    assert set(metrics) == set(LOG_METRICS)
+    sources = {
+        "relay run": (REPO / "shared/arus/outbox/relay.py").read_text(),
+        "engine call": (REPO / "shared/arus/platform/telemetry.py").read_text(),
+    }
+    for name, (function, message, field_path) in LOG_METRICS.items():
+        metric = metrics[name]
+        descriptor = one(metric, "metric_descriptor")
+        # A distribution: its count is lines (runs, engine calls), its sum the figure.
+        assert (descriptor["metric_kind"], descriptor["value_type"]) == ("DELTA", "DISTRIBUTION")
+        assert metric["value_extractor"] == f"EXTRACT(jsonPayload.{field_path})", name
+        assert one(metric, "bucket_options")["exponential_buckets"], name
+        # Only its function's lines, only the line that carries the field (never null there).
+        assert f'var.service_names["{function}"]' in metric["filter"], name
+        assert f'jsonPayload.message=\\"{message}\\"' in metric["filter"], name
+        assert f"jsonPayload.{field_path}>=0" in metric["filter"], name
+        assert metric["name"].startswith("${local.metric_prefix}_"), name
+        # The code writes that line with that field.
+        source = sources[message]
+        assert f'"{message}"' in source, (name, message)
+        assert f'"{field_path.split(".")[-1]}"' in source, (name, field_path)
+
+
+def test_alerts_cover_lag_a_silent_relay_stalled_writes_and_5xx(
+    modules: dict[str, Config],
+) -> None:
+    monitoring = modules["monitoring"]
+    policies = monitoring.resources_of("google_monitoring_alert_policy")
+    assert set(policies) == ALERTS
+    for name, policy in policies.items():
+        assert policy["notification_channels"] == "${var.alerts.notification_channels}", name
+        assert policy["display_name"].startswith("${var.name_prefix}: "), name
+        assert "${local.runbook}" in one(policy, "documentation")["content"], name
+    assert "docs/operations.md" in monitoring.locals["runbook"]
+    lag_metric = "logging.googleapis.com/user/${google_logging_metric.outbox_lag.name}"
+
+    lag = one(one(policies["outbox_lag"], "conditions"), "condition_threshold")
+    assert lag_metric in lag["filter"]
+    assert lag["comparison"] == "COMPARISON_GT"
+    assert lag["threshold_value"] == "${var.alerts.outbox_lag_threshold_s}"
+    assert one(lag, "aggregations")["per_series_aligner"] == "ALIGN_PERCENTILE_99"
+
+    # The relay runs every minute (modules/scheduler): ten minutes without a line is silence.
+    silent = one(one(policies["relay_silent"], "conditions"), "condition_absent")
+    assert lag_metric in silent["filter"] and silent["duration"] == "600s"
+
+    # Calls arrive (the distribution's count) while none writes an entry (its sum is 0).
+    stalled = one(
+        one(policies["entries_stalled"], "conditions"), "condition_prometheus_query_language"
+    )
+    query = re.sub(r"\s+", " ", stalled["query"].removeprefix("<<-EOT").removesuffix("EOT")).strip()
+    prom = monitoring.locals["entries_written"]
+    assert prom == "logging_googleapis_com:user_${google_logging_metric.entries_written.name}"
+    assert "sum(rate(${local.entries_written}_count" in query and ") > 0 and sum(" in query
+    assert "sum(rate(${local.entries_written}_sum" in query and query.endswith("== 0")
+    assert "replace(var.name_prefix" in monitoring.locals["metric_prefix"]  # PromQL: no hyphens
+
+    errors = one(one(policies["api_errors"], "conditions"), "condition_threshold")
+    for key in ("filter", "denominator_filter"):
+        assert "run.googleapis.com/request_count" in errors[key], key
+        for function in PUBLIC_FUNCTIONS:
+            assert f'var.service_names["{function}"]' in errors[key], (key, function)
+    assert 'response_code_class="5xx"' in errors["filter"]
+    assert "response_code_class" not in errors["denominator_filter"]
+    assert errors["threshold_value"] == "${var.alerts.api_5xx_ratio}"
+
+
+def test_each_environment_sets_its_alerts_and_the_stack_wires_the_service_names(
+    environments: dict[str, Environment],
+) -> None:
+    thresholds = {}
+    for name, env in environments.items():
+        call = env.modules["monitoring"]
+        assert call["service_names"] == "${module.functions.service_names}", name
+        assert env.value(call["name_prefix"]) == f"arus-{name}", name
+        alerts = env.value(call["alerts"])
+        assert alerts["outbox_lag_threshold_s"] > 0 and 0 < alerts["api_5xx_ratio"] < 1, name
+        assert alerts["notification_channels"] == "${var.alert_notification_channels}", name
+        assert env.root.variables["alert_notification_channels"]["default"] == [], name
+        thresholds[name] = alerts["outbox_lag_threshold_s"]
+    assert thresholds["prod"] <= thresholds["dev"], thresholds
+
+
+def test_functions_export_traces_to_cloud_trace_of_their_project(
+    modules: dict[str, Config], environments: dict[str, Environment]
+) -> None:
+    from arus.platform.config import load_settings
+
+    plain = _function_environment(modules["functions"])
+    assert plain["ARUS_TRACE_EXPORTER"] == "gcp"
+    assert plain["ARUS_TRACE_PROJECT"] == "${var.project_id}"
+    # What Terraform sets is what the settings accept (a typo would stop every function).
+    settings = load_settings({"ARUS_TRACE_EXPORTER": "gcp", "ARUS_TRACE_PROJECT": "arus-prod-1"})
+    assert settings.trace_exporter == "gcp"
+    tracer = modules["iam"].resource("google_project_iam_member", "trace_agent")
+    assert tracer["role"] == "roles/cloudtrace.agent"
+    assert tracer["for_each"] == "${google_service_account.function}"
+    for name, env in environments.items():
+        assert "cloudtrace.googleapis.com" in env.stack.locals["services"], name

@@ -29,6 +29,13 @@ locals {
   db_max_overflow         = 0
   topic_message_retention = "86400s" # 1 day
   force_destroy_sources   = true
+
+  # docs/operations.md, "Alerts": events waiting 5 minutes after a run, 1% of answers 5xx.
+  alerts = {
+    outbox_lag_threshold_s = 300
+    api_5xx_ratio          = 0.01
+    notification_channels  = var.alert_notification_channels
+  }
 }
 
 module "arus" {
@@ -50,4 +57,5 @@ module "arus" {
   db_max_overflow         = local.db_max_overflow
   topic_message_retention = local.topic_message_retention
   force_destroy_sources   = local.force_destroy_sources
+  alerts                  = local.alerts
 }

@@ -47,3 +47,9 @@ variable "scheduler_paused" {
   type        = bool
   default     = false
 }
+
+variable "alert_notification_channels" {
+  description = "Ids of existing Cloud Monitoring notification channels (projects/<project>/notificationChannels/<id>) that the alerts notify; empty: incidents show in the console only."
+  type        = list(string)
+  default     = []
+}

@@ -56,6 +56,9 @@ locals {
     ARUS_OUTBOX_TRANSPORT    = "pubsub"
     ARUS_PUBSUB_TOPIC        = var.events_topic_id
     ARUS_RELAY_TIME_BUDGET_S = tostring(var.relay_time_budget_s)
+    # Spans to Cloud Trace; log lines name their trace in this project (ADR-010).
+    ARUS_TRACE_EXPORTER = "gcp"
+    ARUS_TRACE_PROJECT  = var.project_id
   }
 }
 

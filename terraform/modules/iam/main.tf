@@ -90,6 +90,16 @@ resource "google_pubsub_topic_iam_member" "events_publisher" {
   member  = "serviceAccount:${google_service_account.function[each.key].email}"
 }
 
+# Each function writes its spans to Cloud Trace (ADR-010). Traces are a project-level resource:
+# the role cannot be narrowed by a condition, and it only writes (cloudtrace.traces.patch).
+resource "google_project_iam_member" "trace_agent" {
+  for_each = google_service_account.function
+
+  project = var.project_id
+  role    = "roles/cloudtrace.agent"
+  member  = "serviceAccount:${each.value.email}"
+}
+
 resource "google_project_iam_member" "build_log_writer" {
   project = var.project_id
   role    = "roles/logging.logWriter"

@@ -22,6 +22,7 @@ output "grant_ids" {
   description = "Ids of every grant this module makes: the stack waits for IAM to propagate them (and again when one is replaced) before deploying the functions."
   value = concat(
     [for grant in google_project_iam_member.cloudsql_client : grant.id],
+    [for grant in google_project_iam_member.trace_agent : grant.id],
     [for grant in google_secret_manager_secret_iam_member.login_password_accessor : grant.id],
     [for grant in google_pubsub_topic_iam_member.events_publisher : grant.id],
     [google_project_iam_member.build_log_writer.id, google_project_iam_member.build_function_sources.id],

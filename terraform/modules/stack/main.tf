@@ -1,4 +1,4 @@
-# One Arus deployment: the six modules wired together. environments/dev and environments/prod
+# One Arus deployment: the seven modules wired together. environments/dev and environments/prod
 # each call this once; everything that differs between them arrives as a variable.
 
 locals {
@@ -38,6 +38,7 @@ locals {
     "cloudscheduler.googleapis.com",
     "logging.googleapis.com",
     "monitoring.googleapis.com",
+    "cloudtrace.googleapis.com",
   ])
 }
 
@@ -217,4 +218,16 @@ module "scheduler" {
       uri          = module.functions.service_uris[name]
     }
   }
+}
+
+# The log-based metrics (outbox lag, entries written) and the alerts on them and on the API's
+# 5xx answers (docs/operations.md, "Metrics and alerts").
+module "monitoring" {
+  source     = "../monitoring"
+  depends_on = [time_sleep.apis_enabled]
+
+  project_id    = var.project_id
+  name_prefix   = local.name_prefix
+  service_names = module.functions.service_names
+  alerts        = var.alerts
 }

@@ -110,3 +110,12 @@ variable "scheduler_paused" {
   description = "Keep the relay and daily close jobs paused, for example during a migration."
   type        = bool
 }
+
+variable "alerts" {
+  description = "The alerts of modules/monitoring: outbox_lag_threshold_s, api_5xx_ratio and notification_channels (ids of existing notification channels; empty: incidents show in the console only)."
+  type = object({
+    outbox_lag_threshold_s = number
+    api_5xx_ratio          = number
+    notification_channels  = list(string)
+  })
+}
