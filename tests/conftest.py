@@ -33,9 +33,9 @@ from arus.platform.db import dispose_engines, get_engine, sqlalchemy_url
 from tests.support.ledgers import REPO, Api, Ledger, new_ledger
 
 # Fixtures kept beside their helpers, registered once for the whole suite: the brokers
-# (kafka_broker, kafka_topic, pubsub_server, pubsub_emulator, empty_outbox) and a real
-# `arus serve` (server).
-pytest_plugins = ["tests.support.brokers", "tests.support.http_faults"]
+# (kafka_broker, kafka_topic, pubsub_server, pubsub_emulator, empty_outbox), a real
+# `arus serve` (server) and Cloud SQL faked at its network boundary (cloud_sql).
+pytest_plugins = ["tests.support.brokers", "tests.support.http_faults", "tests.support.cloud_sql"]
 
 # CI explores a fixed set of examples (the same on every run, so a red run reproduces); local
 # runs stay random and keep finding new cases.

@@ -10,12 +10,8 @@ per-process connector, password resolution, SQLAlchemy's pool) is the production
 
 from __future__ import annotations
 
-import socket
 import threading
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,67 +19,12 @@ import sqlalchemy as sa
 from arus.platform import cloudsql
 from arus.platform.config import ConfigError, Settings, load_settings
 from arus.platform.db import create_engine, sqlalchemy_url
-from google.cloud.sql.connector import Connector, IPTypes
-from google.cloud.sql.connector import pg8000 as connector_pg8000
+from google.cloud.sql.connector import IPTypes
 
+from tests.support.cloud_sql import FakeCloudSql
 from tests.support.errors import exception_chain
 
 INSTANCE = "arus-test:europe-west1:arus-pg"
-
-
-@dataclass
-class FakeCloudSql:
-    """What crossed the boundary: connectors created (with their arguments) and connections."""
-
-    unix_sock: str = ""
-    created: list[tuple[Connector, dict[str, Any]]] = field(default_factory=list)
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def point_at(self, database_url: str) -> tuple[str, str]:
-        """Send connections to database_url's server; returns its (user, database)."""
-        url, connect_args = sqlalchemy_url(database_url)
-        self.unix_sock = connect_args["unix_sock"]
-        return url.username or "postgres", url.database or "postgres"
-
-
-@pytest.fixture
-def cloud_sql(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str
-) -> Iterator[FakeCloudSql]:
-    adc = tmp_path / "adc.json"
-    adc.write_text(
-        '{"type": "authorized_user", "client_id": "test", "client_secret": "test",'
-        ' "refresh_token": "test"}'
-    )
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
-    fake = FakeCloudSql()
-    fake.point_at(database_url)
-    original_init = Connector.__init__
-
-    def init(self: Connector, **kwargs: Any) -> None:
-        with fake.lock:
-            fake.created.append((self, kwargs))
-        original_init(self, **kwargs)
-
-    def connect(self: Connector, instance: str, driver: str, **kwargs: Any) -> Any:
-        with fake.lock:
-            fake.calls.append({"connector": self, "instance": instance, "driver": driver, **kwargs})
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(fake.unix_sock)
-            return connector_pg8000.connect("10.20.30.40", sock, **kwargs)  # type: ignore[arg-type]
-        except BaseException:
-            sock.close()
-            raise
-
-    monkeypatch.setattr(Connector, "__init__", init)
-    monkeypatch.setattr(Connector, "connect", connect)
-    cloudsql.close_connectors()
-    try:
-        yield fake
-    finally:
-        cloudsql.close_connectors()
 
 
 def cloud_env(database_url: str, **extra: str) -> dict[str, str]:

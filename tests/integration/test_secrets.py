@@ -11,7 +11,6 @@ so there the password read from Secret Manager is what lets the connection in.
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 import threading
 import uuid
@@ -24,7 +23,7 @@ from typing import Any
 import grpc
 import pytest
 import sqlalchemy as sa
-from arus.platform import cloudsql, secrets
+from arus.platform import secrets
 from arus.platform.config import ConfigError, load_settings
 from arus.platform.db import create_engine, sqlalchemy_url
 from arus.platform.secrets import SecretAccessError, access_secret
@@ -37,9 +36,8 @@ from google.cloud.secretmanager_v1.types import (
     AccessSecretVersionResponse,
     SecretPayload,
 )
-from google.cloud.sql.connector import Connector
-from google.cloud.sql.connector import pg8000 as connector_pg8000
 
+from tests.support.cloud_sql import FakeCloudSql
 from tests.support.errors import exception_chain
 
 SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
@@ -197,54 +195,6 @@ def test_malformed_secret_name_is_rejected_before_any_request(fake_sm: Any, name
 
 
 # --- The whole Cloud SQL path: secret version name -> Secret Manager -> connector -> PostgreSQL
-
-
-@dataclass
-class FakeCloudSql:
-    """Connector.connect replaced at the network: instead of a TLS socket to Cloud SQL, the
-    connector's own pg8000 adapter gets a socket to a local PostgreSQL (see `point_at`)."""
-
-    unix_sock: str = ""
-    calls: list[dict[str, Any]] = field(default_factory=list)
-
-    def point_at(self, database_url: str) -> tuple[str, str]:
-        """Send connections to database_url's server; returns its (user, database)."""
-        url, connect_args = sqlalchemy_url(database_url)
-        self.unix_sock = connect_args["unix_sock"]
-        return url.username or "postgres", url.database or "postgres"
-
-    def connect(self, instance: str, driver: str, **kwargs: Any) -> Any:
-        self.calls.append({"instance": instance, "driver": driver, **kwargs})
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(self.unix_sock)
-            return connector_pg8000.connect("10.20.30.40", sock, **kwargs)  # type: ignore[arg-type]
-        except BaseException:
-            sock.close()
-            raise
-
-
-@pytest.fixture
-def cloud_sql(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeCloudSql]:
-    """The real Connector class, with Application Default Credentials from a throwaway
-    authorized-user file (lazy refresh never uses them) and `connect` going to FakeCloudSql."""
-    adc = tmp_path / "adc.json"
-    adc.write_text(
-        '{"type": "authorized_user", "client_id": "test", "client_secret": "test",'
-        ' "refresh_token": "test"}'
-    )
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
-    fake = FakeCloudSql()
-
-    def connect(self: Connector, instance: str, driver: str, **kwargs: Any) -> Any:
-        return fake.connect(instance, driver, **kwargs)
-
-    monkeypatch.setattr(Connector, "connect", connect)
-    cloudsql.close_connectors()
-    try:
-        yield fake
-    finally:
-        cloudsql.close_connectors()
 
 
 def test_cloudsql_engine_reads_its_password_from_secret_manager(
