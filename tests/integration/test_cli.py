@@ -75,8 +75,8 @@ def test_ledger_and_key_lifecycle(database_url):
     created = run("ledger", "create", "cli-books")
     assert created.returncode == 0, created.stderr
     ledger = json.loads(created.stdout)
-    assert set(ledger) == {"ledger_id", "name", "write_key", "read_key"}
-    assert ledger["name"] == "cli-books"
+    assert set(ledger) == {"ledger_id", "name", "write_key", "read_key", "placement"}
+    assert ledger["name"] == "cli-books" and ledger["placement"] == "main"
 
     issued = run("key", "create", "--ledger", ledger["ledger_id"], "--scope", "read")
     assert issued.returncode == 0, issued.stderr

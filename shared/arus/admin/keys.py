@@ -13,8 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from arus.errors import NotFound, ValidationError
-from arus.ledger.access import SCOPES, Scope, hash_secret
+from arus.ledger.access import SCOPES, Scope, format_key, hash_secret
 from arus.ledger.schema import api_keys, ledgers
+from arus.platform.config import MAIN_PLACEMENT
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,10 @@ class IssuedKey:
     scope: Scope
 
 
-def issue_key(conn: Connection, *, ledger_id: uuid.UUID, scope: Scope) -> IssuedKey:
+def issue_key(
+    conn: Connection, *, ledger_id: uuid.UUID, scope: Scope, placement: str = MAIN_PLACEMENT
+) -> IssuedKey:
+    """A new key of a ledger on `placement` (the database `conn` is connected to)."""
     if scope not in SCOPES:
         raise ValidationError("scope must be read or write")
     exists = conn.execute(sa.select(ledgers.c.id).where(ledgers.c.id == ledger_id)).first()
@@ -37,7 +41,7 @@ def issue_key(conn: Connection, *, ledger_id: uuid.UUID, scope: Scope) -> Issued
             id=key_id, ledger_id=ledger_id, scope=scope, secret_hash=hash_secret(secret)
         )
     )
-    return IssuedKey(key_id=key_id, key=f"arus_{key_id}_{secret}", scope=scope)
+    return IssuedKey(key_id=key_id, key=format_key(placement, key_id, secret), scope=scope)
 
 
 def revoke_key(conn: Connection, key_id: str) -> bool:

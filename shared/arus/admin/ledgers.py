@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection, Engine
 from arus.admin import keys
 from arus.errors import ValidationError
 from arus.ledger.schema import ledgers
+from arus.platform.config import MAIN_PLACEMENT
 
 
 def create_ledger(conn: Connection, name: str) -> uuid.UUID:
@@ -29,11 +30,13 @@ def ledger_ids(conn: Connection, *, created_before: dt.datetime | None = None) -
     return list(conn.execute(query).scalars())
 
 
-def create_ledger_with_keys(engine: Engine, name: str) -> dict[str, str]:
+def create_ledger_with_keys(
+    engine: Engine, name: str, placement: str = MAIN_PLACEMENT
+) -> dict[str, str]:
     """A new ledger and its first write and read keys, in one transaction (the keys are shown
     once: only their hashes are stored)."""
     with engine.begin() as conn:
         ledger_id = create_ledger(conn, name)
-        write = keys.issue_key(conn, ledger_id=ledger_id, scope="write")
-        read = keys.issue_key(conn, ledger_id=ledger_id, scope="read")
+        write = keys.issue_key(conn, ledger_id=ledger_id, scope="write", placement=placement)
+        read = keys.issue_key(conn, ledger_id=ledger_id, scope="read", placement=placement)
     return {"ledger_id": str(ledger_id), "name": name, "write_key": write.key, "read_key": read.key}

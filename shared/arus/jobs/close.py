@@ -34,6 +34,7 @@ from arus.jobs import Progress, every
 from arus.ledger.commands import today_utc
 from arus.platform.config import Settings
 from arus.platform.db import get_engine
+from arus.platform.placements import everywhere
 
 log = logging.getLogger("arus.jobs.close")
 
@@ -61,10 +62,21 @@ def close_ledger(engine: Engine, ledger_id: uuid.UUID, day: dt.date) -> dict[str
 def close_all(
     settings: Settings, day: dt.date | None = None, *, progress: Progress = every
 ) -> list[dict[str, Any]]:
-    """Close `day` (default: yesterday, UTC) for every ledger that existed on that day;
-    `progress` wraps the ledgers as they are closed (the CLI's bar on a terminal)."""
+    """Close `day` (default: yesterday, UTC) for every ledger that existed on that day, on
+    every placement; `progress` wraps the ledgers as they are closed (the CLI's bar on a
+    terminal). A placement that cannot be reached is one report, not ok, naming its error:
+    the other placements still close."""
     day = day or today_utc() - dt.timedelta(days=1)
-    engine = get_engine(settings.for_job("close"))
-    with engine.connect() as conn:
-        ids = ledgers.ledger_ids(conn, created_before=_cutoff(day))
-    return [close_ledger(engine, ledger_id, day) for ledger_id in progress(ids, f"closing {day}")]
+
+    def close_placement(placement: Settings) -> list[dict[str, Any]]:
+        engine = get_engine(placement)
+        with engine.connect() as conn:
+            ids = ledgers.ledger_ids(conn, created_before=_cutoff(day))
+        where = placement.placement
+        return [{**close_ledger(engine, ledger_id, day), "placement": where}
+                for ledger_id in progress(ids, f"closing {day} on {where}")]  # fmt: skip
+
+    closed = everywhere(settings.for_job("close"), close_placement, what="daily close")
+    reports = [report for placement in closed.done.values() for report in placement]
+    return reports + [{"placement": name, "ok": False, "error": error}
+                      for name, error in closed.failed.items()]  # fmt: skip

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from arus.errors import domain_errors
 from arus.platform.config import Settings
 from arus.platform.db import get_engine
+from arus.platform.placements import everywhere
 
 log = logging.getLogger("arus.jobs.prune")
 
@@ -38,3 +39,16 @@ def prune(settings: Settings) -> dict[str, Any]:
     counts["retention"] = days
     log.info("prune", extra={"prune": counts})
     return counts
+
+
+def prune_everywhere(settings: Settings) -> dict[str, Any]:
+    """`prune` on every placement: the counts summed, each placement's own, and the
+    placements that could not be reached (their error)."""
+    pruned = everywhere(settings, prune, what="prune")
+    return {
+        "idempotency_keys": sum(c["idempotency_keys"] for c in pruned.done.values()),
+        "outbox_events": sum(c["outbox_events"] for c in pruned.done.values()),
+        "retention": next(iter(pruned.done.values()), {"retention": None})["retention"],
+        "placements": {**pruned.done, **pruned.failed},
+        "ok": pruned.ok,
+    }

@@ -15,6 +15,9 @@ from arus.ledger import reads
 from arus.ledger.access import KnownLedger
 from arus.ledger.schema import entries
 from arus.ledger.schema import ledgers as ledgers_table
+from arus.platform.config import Settings
+from arus.platform.db import get_engine
+from arus.platform.placements import everywhere
 
 # Every account whose materialized pending totals differ from its holds, and every hold that is
 # not exactly a line of an unresolved pending entry (or such a line without its hold).
@@ -168,3 +171,24 @@ def verify_all(engine: Engine, *, progress: Progress = every) -> dict[str, Any]:
         reports = [verify_ledger(conn, ledger_id) for ledger_id in progress(ids, "verifying")]
         sizes = table_sizes(conn)
     return {"ok": all(r["ok"] for r in reports), "ledgers": reports, "table_bytes": sizes}
+
+
+def verify_everywhere(settings: Settings, *, progress: Progress = every) -> dict[str, Any]:
+    """`verify_all` on every placement, as one report: each ledger names its placement, the
+    table sizes are summed, and a placement that cannot be reached makes the report not ok."""
+    checked = everywhere(
+        settings, lambda placement: verify_all(get_engine(placement), progress=progress),
+        what="verify",
+    )  # fmt: skip
+    sizes: dict[str, int] = {}
+    for report in checked.done.values():
+        for table, size in report["table_bytes"].items():
+            sizes[table] = sizes.get(table, 0) + size
+    return {
+        "ok": checked.ok and all(report["ok"] for report in checked.done.values()),
+        "ledgers": [{**ledger, "placement": name} for name, report in checked.done.items()
+                    for ledger in report["ledgers"]],
+        "table_bytes": sizes,
+        "placements": {**{name: "ok" if report["ok"] else "failed"
+                          for name, report in checked.done.items()}, **checked.failed},
+    }  # fmt: skip

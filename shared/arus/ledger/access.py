@@ -1,9 +1,11 @@
 """API keys: generated once, stored only as a hash (SPEC §3).
 
-A key reads `arus_<key id>_<secret>`: the 16-hex-digit id finds the row, the 256-bit secret
-proves possession. The secret is random, so a fast hash (sha256) is as strong as a slow one,
-and the database compares hashes, never secrets: how long a comparison of sha256(guess) with
-the stored hash takes says nothing an attacker can turn into a better guess (ADR-005).
+A key reads `arus_<placement>_<key id>_<secret>`: the placement says which database holds its
+ledger (SPEC §9; a key of the `main` placement leaves it out, as every key did before
+placements), the 16-hex-digit id finds the row, the 256-bit secret proves possession. The
+secret is random, so a fast hash (sha256) is as strong as a slow one, and the database compares
+hashes, never secrets: how long a comparison of sha256(guess) with the stored hash takes says
+nothing an attacker can turn into a better guess (ADR-005).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.engine import Connection
 
 from arus.errors import Unauthenticated, domain_errors
+from arus.platform.config import MAIN_PLACEMENT, PLACEMENT_NAME
 
 Scope = Literal["read", "write"]
 T = TypeVar("T")
 SCOPES: tuple[Scope, ...] = ("read", "write")
-_KEY = re.compile(r"arus_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
+_KEY = re.compile(rf"arus_(?:({PLACEMENT_NAME})_)?([0-9a-f]{{16}})_([A-Za-z0-9_-]{{43}})")
 _BEARER = re.compile(r"Bearer[ \t]+([!-~]{1,200})", re.IGNORECASE)  # schemes are case-insensitive
 
 
@@ -43,6 +46,7 @@ class Credentials:
 
     key_id: str
     secret_hash: bytes
+    placement: str = MAIN_PLACEMENT  # which database to ask (never sent to it)
 
     def as_params(self) -> dict[str, object]:
         return {"key_id": self.key_id, "secret_hash": self.secret_hash}
@@ -56,8 +60,13 @@ def parse_credentials(authorization: str | None) -> Credentials:
     parts = _KEY.fullmatch(bearer.group(1)) if bearer else None
     if parts is None:
         raise Unauthenticated("malformed API key")
-    key_id, secret = parts.groups()
-    return Credentials(key_id=key_id, secret_hash=hash_secret(secret))
+    placement, key_id, secret = parts.groups()
+    return Credentials(key_id, hash_secret(secret), placement or MAIN_PLACEMENT)
+
+
+def format_key(placement: str, key_id: str, secret: str) -> str:
+    named = "" if placement == MAIN_PLACEMENT else f"{placement}_"
+    return f"arus_{named}{key_id}_{secret}"
 
 
 _AUTHORIZE = sa.text("SELECT arus_authorize(:key_id, :secret_hash, :scope)").columns(

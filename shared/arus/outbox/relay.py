@@ -28,6 +28,7 @@ from arus.ledger.schema import outbox_events
 from arus.outbox.transports import OutboxEvent, PublishError, Transport, make_transport
 from arus.platform.config import Settings
 from arus.platform.db import get_engine
+from arus.platform.placements import everywhere
 
 log = logging.getLogger("arus.outbox.relay")
 
@@ -146,22 +147,49 @@ def drain(
 
 
 def run_once(settings: Settings, transport: Transport | None = None) -> RelayOutcome:
+    """One scheduled run: on every placement, expire the holds past their instant and drain the
+    outbox (each placement's events in their order, through one transport). A placement that
+    cannot be reached is this run's error; the others are drained."""
     settings = settings.for_job("relay")
     owned = transport is None
     transport = transport or make_transport(settings)
     try:
-        expired = sweep_expired_holds(get_engine(settings), limit=settings.relay_batch_size)
-        outcome = drain(
-            get_engine(settings),
-            transport,
-            batch_size=settings.relay_batch_size,
-            time_budget_s=settings.relay_time_budget_s,
-            log_idle=True,
-        )
-        return replace(outcome, holds_expired=expired)
+
+        def run_placement(placement: Settings) -> RelayOutcome:
+            engine = get_engine(placement)
+            expired = sweep_expired_holds(engine, limit=settings.relay_batch_size)
+            outcome = drain(
+                engine,
+                transport,
+                batch_size=settings.relay_batch_size,
+                time_budget_s=settings.relay_time_budget_s,
+                log_idle=True,
+            )
+            return replace(outcome, holds_expired=expired)
+
+        ran = everywhere(settings, run_placement, what="relay")
+        return _combined(list(ran.done.values()), ran.failed)
     finally:
         if owned:
             transport.close()
+
+
+def _combined(outcomes: list[RelayOutcome], failed: dict[str, str]) -> RelayOutcome:
+    """The placements' runs as one outcome: counts summed, the oldest lag, every error."""
+    if len(outcomes) == 1 and not failed:
+        return outcomes[0]
+    ages = [o.oldest_unpublished_age_s for o in outcomes if o.oldest_unpublished_age_s is not None]
+    errors = [o.error for o in outcomes if o.error] + [
+        f"placement {name}: {error}" for name, error in failed.items()
+    ]
+    return RelayOutcome(
+        published=sum(o.published for o in outcomes),
+        batches=sum(o.batches for o in outcomes),
+        oldest_unpublished_age_s=max(ages) if ages else None,
+        duration_s=sum(o.duration_s for o in outcomes),
+        error="; ".join(errors) or None,
+        holds_expired=sum(o.holds_expired for o in outcomes),
+    )
 
 
 def sweep_expired_holds(engine: Engine, *, limit: int) -> int:
@@ -183,19 +211,22 @@ def run_forever(
     transport = make_transport(settings)
     try:
         while not stop.is_set():
-            try:
-                sweep_expired_holds(get_engine(settings), limit=settings.relay_batch_size)
-                drain(
-                    get_engine(settings),
-                    transport,
-                    batch_size=settings.relay_batch_size,
-                    time_budget_s=settings.relay_time_budget_s,
-                )
-            except sa.exc.OperationalError as exc:
-                log.warning("relay cannot reach the database, retrying: %s", exc)
-            except Exception:  # a long-running loop must outlive one bad run
-                # Nothing was marked published (the batch rolled back); log loudly, go on.
-                log.exception("relay run crashed; retrying after the interval")
+            for placement in settings.each_placement():
+                try:
+                    engine = get_engine(placement)
+                    sweep_expired_holds(engine, limit=settings.relay_batch_size)
+                    drain(
+                        engine,
+                        transport,
+                        batch_size=settings.relay_batch_size,
+                        time_budget_s=settings.relay_time_budget_s,
+                    )
+                except sa.exc.OperationalError as exc:
+                    log.warning("relay cannot reach placement %s, retrying: %s",
+                                placement.placement, exc)  # fmt: skip
+                except Exception:  # a long-running loop must outlive one bad run
+                    # Nothing was marked published (the batch rolled back); log loudly, go on.
+                    log.exception("relay run crashed; retrying after the interval")
             stop.wait(interval_s)
     finally:
         transport.close()

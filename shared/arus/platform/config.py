@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import field
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic.dataclasses import dataclass
 
 from arus.rules import MIN_RETENTION_DAYS
@@ -19,6 +20,35 @@ class ConfigError(ValueError):
     """The environment does not describe a usable configuration."""
 
 
+MAIN_PLACEMENT = "main"  # the one placement of settings without ARUS_PLACEMENTS
+PLACEMENT_NAME = r"[a-z][a-z0-9-]{0,30}"
+_PLACEMENT_NAME = re.compile(PLACEMENT_NAME)
+
+
+class UnknownPlacement(LookupError):
+    """No placement of that name in these settings."""
+
+
+def _placements(value: object) -> object:
+    """`name=target,name=target`: each target a database URL or a Cloud SQL instance
+    connection name (SPEC §9). Names are unique; a target cannot contain a comma."""
+    if not isinstance(value, str):
+        return value
+    pairs: list[tuple[str, str]] = []
+    for item in value.split(","):
+        name, equals, target = (part.strip() for part in item.partition("="))
+        if not equals or not target or not _PLACEMENT_NAME.fullmatch(name):
+            raise ValueError(
+                f"must be name=<database URL or instance connection name>, comma separated, "
+                f"each name {PLACEMENT_NAME}"
+            )
+        if name in dict(pairs):
+            raise ValueError(f"names the placement {name} twice")
+        pairs.append((name, target))
+    return tuple(pairs)
+
+
+Placements = Annotated[tuple[tuple[str, str], ...], BeforeValidator(_placements)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 Milliseconds = Annotated[int, Field(ge=0, le=3_600_000)]  # 0 turns the bound off
 RetentionDays = Annotated[int, Field(ge=MIN_RETENTION_DAYS, le=36_500)]
@@ -70,6 +100,13 @@ class Settings:
     # the API (`arus serve`, `arus dev`); a function on Google Cloud has its own settings.
     relay_database_url: str | None = field(default=None, repr=False)
     close_database_url: str | None = field(default=None, repr=False)
+    # Ledgers placed on several primaries (SPEC §9): `name=target,...`; empty, one placement
+    # (`main`) from the settings above. The relay's and the close's placements are their own
+    # logins to the same primaries, in the same order, as the two URLs above are.
+    placements: Placements = field(default=(), repr=False)
+    relay_placements: Placements = field(default=(), repr=False)
+    close_placements: Placements = field(default=(), repr=False)
+    placement: Annotated[str, Field(pattern=f"^{PLACEMENT_NAME}$")] = MAIN_PLACEMENT
 
     @field_validator("db_ip_type", "outbox_transport", "log_format", mode="before")
     @classmethod
@@ -82,16 +119,43 @@ class Settings:
         return value.upper() if isinstance(value, str) else value
 
     def for_job(self, job: str) -> Settings:
-        """These settings as the relay's or the close's login: its own URL when one is set."""
+        """These settings as the relay's or the close's login: its own URL (or placements)
+        when one is set."""
         url = {"relay": self.relay_database_url, "close": self.close_database_url}[job]
+        placements = {"relay": self.relay_placements, "close": self.close_placements}[job]
+        if placements:
+            return dataclasses.replace(self, placements=placements)
         return self if url is None else dataclasses.replace(self, database_url=url)
+
+    @property
+    def placement_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.placements) or (MAIN_PLACEMENT,)
+
+    def for_placement(self, name: str) -> Settings:
+        """The settings of one placement's database; UnknownPlacement if there is none."""
+        if not self.placements:
+            if name != MAIN_PLACEMENT:
+                raise UnknownPlacement(name)
+            return self
+        target = dict(self.placements).get(name)
+        if target is None:
+            raise UnknownPlacement(name)
+        url, instance = (target, None) if "://" in target else (None, target)
+        return dataclasses.replace(
+            self, database_url=url, cloudsql_instance=instance, placement=name,
+            placements=(), relay_placements=(), close_placements=(),
+        )  # fmt: skip
+
+    def each_placement(self) -> list[Settings]:
+        return [self.for_placement(name) for name in self.placement_names]
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(Settings))
 
 # Values never repeated in an error: they are, or may carry, a credential.
 _SECRET = frozenset({"db_password", "operator_token", "database_url", "relay_database_url",
-                     "close_database_url"})  # fmt: skip
+                     "close_database_url", "placements", "relay_placements",
+                     "close_placements"})  # fmt: skip
 
 
 def _problem(error: Mapping[str, Any]) -> str:

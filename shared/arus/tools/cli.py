@@ -19,8 +19,15 @@ from arus.jobs import verify
 from arus.ledger import commands
 from arus.ledger.access import SCOPES
 from arus.platform import logs
-from arus.platform.config import ConfigError, Settings, load_settings
+from arus.platform.config import (
+    MAIN_PLACEMENT,
+    ConfigError,
+    Settings,
+    UnknownPlacement,
+    load_settings,
+)
 from arus.platform.db import get_engine
+from arus.platform.placements import everywhere
 from arus.tools import devserver, progress
 
 log = logging.getLogger("arus.tools.cli")
@@ -37,10 +44,24 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=None, default=str), flush=True)
 
 
+def _placement(settings: Settings, args: argparse.Namespace) -> Settings:
+    """The settings of the placement `--placement` names (SPEC §9)."""
+    try:
+        return settings.for_placement(args.placement)
+    except UnknownPlacement:
+        known = ", ".join(settings.placement_names)
+        raise ConfigError(f"--placement: no placement {args.placement} (ARUS_PLACEMENTS has "
+                          f"{known})") from None  # fmt: skip
+
+
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    revision = migrate.upgrade(get_engine(settings))
-    _print_json({"schema_revision": revision})
-    return 0
+    """Every placement's schema up to date; one that cannot be reached is reported, the others
+    are migrated."""
+    migrated = everywhere(settings, lambda p: migrate.upgrade(get_engine(p)), what="migrate")
+    revisions = set(migrated.done.values())
+    _print_json({"schema_revision": revisions.pop() if len(revisions) == 1 else None,
+                 "placements": {**migrated.done, **migrated.failed}})  # fmt: skip
+    return 0 if migrated.ok else 1
 
 
 def cmd_app_user(settings: Settings, args: argparse.Namespace) -> int:
@@ -50,7 +71,7 @@ def cmd_app_user(settings: Settings, args: argparse.Namespace) -> int:
     if args.password_env and password is None:
         print(f"arus: {args.password_env} is not set", file=sys.stderr)
         return 2
-    engine = get_engine(settings)
+    engine = get_engine(_placement(settings, args))
     created = roles.ensure_app_user(engine, args.name, password, role=args.role)
     with engine.connect() as conn:
         large_objects = roles.large_object_functions(conn, args.name)
@@ -65,7 +86,9 @@ def cmd_app_user(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_create(settings: Settings, args: argparse.Namespace) -> int:
-    _print_json(ledgers.create_ledger_with_keys(get_engine(settings), args.name))
+    placement = _placement(settings, args)
+    created = ledgers.create_ledger_with_keys(get_engine(placement), args.name, placement.placement)
+    _print_json({**created, "placement": placement.placement})
     return 0
 
 
@@ -75,14 +98,17 @@ def cmd_key_create(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError:
         print(f"arus: --ledger must be a ledger id, not {args.ledger!r}", file=sys.stderr)
         return 2
-    with get_engine(settings).begin() as conn:
-        issued = keys.issue_key(conn, ledger_id=ledger_id, scope=args.scope)
+    placement = _placement(settings, args)
+    with get_engine(placement).begin() as conn:
+        issued = keys.issue_key(
+            conn, ledger_id=ledger_id, scope=args.scope, placement=placement.placement
+        )
     _print_json({"key_id": issued.key_id, "key": issued.key, "scope": issued.scope})
     return 0
 
 
 def cmd_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    with get_engine(settings).begin() as conn:
+    with get_engine(_placement(settings, args)).begin() as conn:
         revoked = keys.revoke_key(conn, args.key_id)
     if not revoked:
         print(f"arus: no active key {args.key_id}", file=sys.stderr)
@@ -98,7 +124,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
-    report = verify.verify_all(get_engine(settings), progress=progress.track)
+    report = verify.verify_everywhere(settings, progress=progress.track)
     _print_json(report)
     for ledger in report["ledgers"]:
         if ledger["seal_broken_at"] is not None:
@@ -130,9 +156,9 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
     from arus.jobs import prune
 
     with progress.status("pruning"):
-        counts = prune.prune(settings)
+        counts = prune.prune_everywhere(settings)
     _print_json(counts)
-    return 0
+    return 0 if counts["ok"] else 1
 
 
 def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
@@ -156,6 +182,13 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     return devserver.run(settings, args)
 
 
+def _placement_option(parser: argparse.ArgumentParser, what: str = "its database") -> None:
+    parser.add_argument(
+        "--placement", default=MAIN_PLACEMENT,
+        help=f"the placement of {what} (ARUS_PLACEMENTS; default {MAIN_PLACEMENT})",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arus", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,20 +204,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="the job it runs: api (default, arus_app), relay (arus_relay), close (arus_close)",
     )  # fmt: skip
     app_user.add_argument("--password-env", help="environment variable holding its password")
+    _placement_option(app_user)
     app_user.set_defaults(func=cmd_app_user)
 
     ledger = sub.add_parser("ledger", help="ledgers").add_subparsers(dest="action", required=True)
     create = ledger.add_parser("create", help="create a ledger and print its keys")
     create.add_argument("name")
+    _placement_option(create, "the database the ledger lives in")
     create.set_defaults(func=cmd_ledger_create)
 
     key = sub.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
     key_create = key.add_parser("create", help="issue a key for a ledger")
     key_create.add_argument("--ledger", required=True)
     key_create.add_argument("--scope", required=True, choices=SCOPES)
+    _placement_option(key_create)
     key_create.set_defaults(func=cmd_key_create)
     key_revoke = key.add_parser("revoke", help="revoke a key at once")
     key_revoke.add_argument("key_id")
+    _placement_option(key_revoke)
     key_revoke.set_defaults(func=cmd_key_revoke)
 
     serve_p = sub.add_parser("serve", help="serve every function's routes over HTTP")

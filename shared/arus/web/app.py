@@ -42,7 +42,7 @@ from arus.errors import (
 from arus.ledger import commands, gateway, reads
 from arus.ledger.access import Caller, Credentials, Scope, authorize, parse_credentials
 from arus.platform import telemetry
-from arus.platform.config import Settings, load_settings
+from arus.platform.config import Settings, UnknownPlacement, load_settings
 from arus.platform.db import get_engine
 from arus.web import openapi
 from arus.web.bodies import check_url_text, json_response, read_json_body
@@ -86,15 +86,18 @@ class Resources:
                 self._settings = load_settings()
             return self._settings
 
-    @property
-    def jobs_engine(self) -> Engine:
-        """Transactions for the relay and the close (not on the request path)."""
-        return get_engine(self.settings)
+    def engine_for(self, credentials: Credentials) -> Engine:
+        """The request path's pool of the key's placement (SPEC §9), opened on first use: every
+        statement its own transaction, one round trip. A placement these settings do not
+        name is an unknown key."""
+        try:
+            placement = self.settings.for_placement(credentials.placement)
+        except UnknownPlacement:
+            raise Unauthenticated("unknown or revoked API key") from None
+        return get_engine(placement, autocommit=True)
 
-    @property
-    def engine(self) -> Engine:
-        """The request path's one pool: every statement its own transaction, one round trip."""
-        return get_engine(self.settings, autocommit=True)
+    def every_engine(self) -> dict[str, Engine]:
+        return {s.placement: get_engine(s, autocommit=True) for s in self.settings.each_placement()}
 
 
 def _credentials() -> Credentials:
@@ -113,7 +116,7 @@ def _authorized_parse(
     try:
         return parse()
     except ArusError:
-        with ledger.engine.connect() as conn:
+        with ledger.engine_for(credentials).connect() as conn:
             authorize(conn, credentials, scope=scope)
         raise
 
@@ -169,7 +172,7 @@ def _register_mutations(app: Flask, ledger: Resources) -> None:
 
         body, account, key = _authorized_parse(ledger, credentials, parse)
         result = gateway.create_account(
-            ledger.engine,
+            ledger.engine_for(credentials),
             credentials=credentials,
             account=account,
             idempotency_key=key,
@@ -189,7 +192,7 @@ def _register_mutations(app: Flask, ledger: Resources) -> None:
 
         key, body, entry = _authorized_parse(ledger, credentials, parse)
         result = gateway.post_entry(
-            ledger.engine,
+            ledger.engine_for(credentials),
             credentials=credentials,
             entry=entry,
             idempotency_key=key,
@@ -209,7 +212,7 @@ def _register_mutations(app: Flask, ledger: Resources) -> None:
             ),
         )
         results = gateway.post_batch(
-            ledger.engine,
+            ledger.engine_for(credentials),
             credentials=credentials,
             batch=batch,
             item_operation=operation(ENTRIES_ROUTE),
@@ -230,7 +233,7 @@ def _register_mutations(app: Flask, ledger: Resources) -> None:
 
         key, body, reversal = _authorized_parse(ledger, credentials, parse)
         result = gateway.reverse_entry(
-            ledger.engine,
+            ledger.engine_for(credentials),
             credentials=credentials,
             reversal=reversal,
             idempotency_key=key,
@@ -269,7 +272,7 @@ def _register_pending_action(
 
         key, body, action = _authorized_parse(ledger, credentials, parse)
         result = use_case(
-            ledger.engine,
+            ledger.engine_for(credentials),
             credentials=credentials,
             action=action,
             idempotency_key=key,
@@ -294,7 +297,8 @@ def _register_reads(app: Flask, ledger: Resources) -> None:
         A read changes nothing, so on a connection found dead (lost without the server's close
         reaching us, which the pool's checkout cannot see) it is repeated once on a fresh one.
         """
-        caller = Caller(_credentials(), "read")
+        credentials = _credentials()
+        caller = Caller(credentials, "read")
 
         def run(conn: sa.Connection) -> Any:
             try:
@@ -310,7 +314,7 @@ def _register_reads(app: Flask, ledger: Resources) -> None:
 
         for attempt in (1, 2):
             try:
-                with ledger.engine.connect() as conn:
+                with ledger.engine_for(credentials).connect() as conn:
                     result = run(conn)
                 break
             except sa.exc.DBAPIError as exc:
@@ -434,8 +438,10 @@ def _register_health(app: Flask, ledger: Resources) -> None:
 
     @app.get("/readyz")
     def readyz() -> Response:
-        with ledger.engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        # Every placement answers, or the 503 of the first that does not.
+        for engine in ledger.every_engine().values():
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
         return json_response({"status": "ready"}, 200)
 
 
