@@ -17,6 +17,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -215,6 +217,39 @@ def test_a_stopped_instance_fails_only_its_own_ledgers(api, ledgers, instances, 
     assert west.count("entries") == before
     assert _post(api, ledgers["west"]["write_key"]).status_code == 201
     assert verify.verify_everywhere(owner_settings)["ok"]
+
+
+def test_an_instance_stopped_mid_storm_loses_nothing_it_acknowledged(api, ledgers, instances):
+    """Writers on both placements for a few seconds; west stops while they run and starts again.
+    East answers 201 throughout; west answers 201 or 503, and every west entry acknowledged is
+    there after (a 503 may or may not have committed before the stop)."""
+    west = instances["west"]
+    before = west.count("entries")
+    stopped = threading.Event()
+    deadline = time.monotonic() + 4.0
+
+    def writer(placement: str) -> list[tuple[bool, int]]:
+        seen = []
+        while time.monotonic() < deadline:
+            status = _post(api, ledgers[placement]["write_key"]).status_code
+            seen.append((stopped.is_set(), status))
+        return seen
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        running = [pool.submit(writer, name) for name in PLACEMENTS for _ in range(2)]
+        time.sleep(1.0)
+        west.stop()
+        stopped.set()
+        time.sleep(1.0)
+        west.start()
+        answers = {name: [a for f in running[i * 2:i * 2 + 2] for a in f.result()]
+                   for i, name in enumerate(PLACEMENTS)}  # fmt: skip
+    assert {status for _, status in answers["east"]} == {201}
+    assert any(s == 201 for after, s in answers["east"] if after)  # east went on meanwhile
+    west_statuses = [status for _, status in answers["west"]]
+    assert 503 in west_statuses and set(west_statuses) <= {201, 503}, set(west_statuses)
+    acknowledged, unknown = west_statuses.count(201), west_statuses.count(503)
+    assert acknowledged <= west.count("entries") - before <= acknowledged + unknown
 
 
 def test_the_relay_and_the_close_drain_and_close_both(api, ledgers, instances, owner_settings):
