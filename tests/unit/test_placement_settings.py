@@ -22,6 +22,17 @@ def test_placements_name_their_databases_in_order():
     assert east.placements == () and east.for_placement("main") is east  # one database now
 
 
+def test_an_alloydb_instance_uri_is_an_alloydb_placement():
+    uri = "projects/p/locations/r/clusters/c/instances/i"
+    settings = load_settings({"ARUS_PLACEMENTS": f"alloy={uri}"})
+    alloy = settings.for_placement("alloy")
+    assert (alloy.alloydb_instance, alloy.cloudsql_instance, alloy.database_url) == (
+        uri,
+        None,
+        None,
+    )
+
+
 def test_without_placements_there_is_one_main():
     settings = load_settings({"ARUS_DATABASE_URL": "postgresql://u@h/d"})
     assert settings.placement_names == ("main",)

@@ -72,7 +72,7 @@ def close_connectors() -> None:
         connector.close()
 
 
-def _password_source(settings: Settings) -> Callable[[], str | None]:
+def password_source(settings: Settings, engine: str = "Cloud SQL") -> Callable[[], str | None]:
     """How each new connection gets its password; fails now if there is no way to get one."""
     if settings.db_iam_auth:
         return lambda: None
@@ -83,7 +83,7 @@ def _password_source(settings: Settings) -> Callable[[], str | None]:
     if secret_name:
         return lambda: access_secret(secret_name)
     raise ConfigError(
-        "no database password for Cloud SQL: set ARUS_DB_PASSWORD (a Secret Manager secret "
+        f"no database password for {engine}: set ARUS_DB_PASSWORD (a Secret Manager secret "
         "mounted as an environment variable), ARUS_DB_PASSWORD_SECRET "
         "(projects/P/secrets/S/versions/V), or ARUS_DB_IAM_AUTH=true"
     )
@@ -102,7 +102,7 @@ def cloudsql_creator(settings: Settings) -> Callable[[], Any]:
         )
     ip_type = IP_TYPES[settings.db_ip_type]
     enable_iam_auth = settings.db_iam_auth
-    password_for_connection = _password_source(settings)
+    password_for_connection = password_source(settings)
     user, db = settings.db_user, settings.db_name
 
     def connect() -> Any:

@@ -30,8 +30,8 @@ class UnknownPlacement(LookupError):
 
 
 def _placements(value: object) -> object:
-    """`name=target,name=target`: each target a database URL or a Cloud SQL instance
-    connection name (SPEC §9). Names are unique; a target cannot contain a comma."""
+    """`name=target,name=target`: each target a database URL, a Cloud SQL instance connection
+    name or an AlloyDB instance URI (SPEC §9). Names are unique; a target cannot contain a comma."""
     if not isinstance(value, str):
         return value
     pairs: list[tuple[str, str]] = []
@@ -63,6 +63,7 @@ class Settings:
 
     database_url: str | None = None
     cloudsql_instance: str | None = None
+    alloydb_instance: str | None = None  # projects/P/locations/R/clusters/C/instances/I
     db_name: str = "arus"
     db_user: str = "arus"
     db_password: str | None = None
@@ -140,9 +141,13 @@ class Settings:
         target = dict(self.placements).get(name)
         if target is None:
             raise UnknownPlacement(name)
-        url, instance = (target, None) if "://" in target else (None, target)
+        # A URL, an AlloyDB instance URI (projects/…), or a Cloud SQL connection name (P:R:I).
+        url = target if "://" in target else None
+        alloydb = target if url is None and target.startswith("projects/") else None
+        cloudsql = target if url is None and alloydb is None else None
         return dataclasses.replace(
-            self, database_url=url, cloudsql_instance=instance, placement=name,
+            self, database_url=url, cloudsql_instance=cloudsql, alloydb_instance=alloydb,
+            placement=name,
             placements=(), relay_placements=(), close_placements=(),
         )  # fmt: skip
 

@@ -67,11 +67,20 @@ def create_engine(settings: Settings, *, autocommit: bool = False) -> Engine:
         engine = sa.create_engine(
             "postgresql+pg8000://", creator=cloudsql_creator(settings), **common
         )
+    elif settings.alloydb_instance:
+        from arus.platform.alloydb import alloydb_creator
+
+        engine = sa.create_engine(
+            "postgresql+pg8000://", creator=alloydb_creator(settings), **common
+        )
     elif settings.database_url:
         url, connect_args = sqlalchemy_url(settings.database_url)
         engine = sa.create_engine(url, connect_args=connect_args, **common)
     else:
-        raise ConfigError("set ARUS_DATABASE_URL, or ARUS_CLOUDSQL_INSTANCE on Google Cloud")
+        raise ConfigError(
+            "set ARUS_DATABASE_URL, or on Google Cloud ARUS_CLOUDSQL_INSTANCE or "
+            "ARUS_ALLOYDB_INSTANCE"
+        )
     sa.event.listen(engine, "handle_error", _discard_connection_on_driver_fault)
     sa.event.listen(engine, "connect", _session_bounds(settings))
     if autocommit:
