@@ -102,6 +102,7 @@ class Config:
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     terraform: list[dict[str, Any]] = field(default_factory=list)
     removed: list[dict[str, Any]] = field(default_factory=list)
+    moved: list[dict[str, Any]] = field(default_factory=list)
     text: str = ""
 
     def resource(self, kind: str, name: str) -> dict[str, Any]:
@@ -146,6 +147,7 @@ def load(directory: Path) -> Config:
             config.modules.update(block)
         config.terraform.extend(parsed.get("terraform", []))
         config.removed.extend(parsed.get("removed", []))
+        config.moved.extend(parsed.get("moved", []))
     return config
 
 
@@ -393,7 +395,9 @@ def test_project_wide_grants_are_narrowed_by_conditions(modules: dict[str, Confi
         condition = one(grant, "condition")
         assert condition["expression"], name
     sql = modules["iam"].locals["ledger_instance_condition"]
-    assert "sqladmin.googleapis.com/Instance" in sql and "var.sql_instance_name" in sql
+    assert "sqladmin.googleapis.com/Instance" in sql and "local.ledger_instance_names" in sql
+    names = modules["iam"].locals["ledger_instance_names"]
+    assert "for name in var.sql_instance_names" in names and "resource.name ==" in names
     storage = one(project_grants["build_function_sources"], "condition")["expression"]
     assert 'startsWith("projects/_/buckets/gcf-v2-")' in storage
 
@@ -447,7 +451,7 @@ def test_no_secret_in_plain_environment_variables(
     functions = modules["functions"]
     plain = _function_environment(functions)
     assert {
-        "ARUS_CLOUDSQL_INSTANCE",
+        "ARUS_PLACEMENTS",
         "ARUS_DB_NAME",
         "ARUS_DB_USER",
         "ARUS_OUTBOX_TRANSPORT",
@@ -456,7 +460,7 @@ def test_no_secret_in_plain_environment_variables(
     } <= set(plain)
     assert plain["ARUS_OUTBOX_TRANSPORT"] == "pubsub"
     assert plain["ARUS_PUBSUB_TOPIC"] == "${var.events_topic_id}"
-    assert plain["ARUS_CLOUDSQL_INSTANCE"] == "${var.cloudsql_connection_name}"
+    assert plain["ARUS_PLACEMENTS"] == "${local.arus_placements}"
     for key, value in plain.items():
         assert not SECRET_NAME.search(key), f"{key} looks like a secret in plain env"
         assert "password" not in str(value).lower() and "secret" not in str(value).lower(), key
@@ -1459,3 +1463,172 @@ def test_functions_export_traces_to_cloud_trace_of_their_project(
     assert tracer["for_each"] == "${google_service_account.function}"
     for name, env in environments.items():
         assert "cloudtrace.googleapis.com" in env.stack.locals["services"], name
+
+
+# --- placements: ledgers on several primaries (SPEC §9, issue 20 item 3) -------------------------
+
+
+def test_placements_are_a_list_of_named_cloud_sql_placements(stack: Config) -> None:
+    placements = stack.variables["placements"]
+    assert "default" not in placements, "each environment states its placements"
+    kind = re.sub(r"\s+", " ", placements["type"])
+    assert kind == '${list(object({name = string, engine = optional(string, "cloudsql")}))}', kind
+    rules = [rule["condition"] for rule in placements["validation"]]
+    assert "${length(var.placements) >= 1}" in rules
+    assert any("distinct([for placement in var.placements : placement.name])" in r for r in rules)
+    named = next(r for r in rules if "regex(" in r)
+    pattern = re.search(r'regex\("(.+?)", placement\.name\)', named)
+    assert pattern, named
+    from arus.platform.config import PLACEMENT_NAME
+
+    accepted = re.compile(pattern.group(1).replace("\\\\", "\\"))
+    for name in ("main", "west", "eu-1", "a" * 31):
+        assert accepted.fullmatch(name) and re.fullmatch(PLACEMENT_NAME, name), name
+    for name in ("Main", "1st", "west-", "a" * 32, "a_b", ""):
+        assert not accepted.fullmatch(name), name
+    # AlloyDB is refused in so many words, not half-built.
+    engines = next(r for r in rules if "placement.engine" in r)
+    assert (
+        engines == '${alltrue([for placement in var.placements : placement.engine == "cloudsql"])}'
+    )
+
+
+def test_each_placement_has_its_own_instance_and_main_keeps_the_old_one(
+    modules: dict[str, Config], stack: Config
+) -> None:
+    sql = stack.modules["cloud_sql"]
+    assert sql["for_each"] == "${local.placements}"
+    placements = re.sub(r"\s+", " ", stack.locals["placements"])
+    assert placements == "${{for placement in var.placements : placement.name => placement}}"
+    assert sql["placement"] == "${each.key}"
+    # The one instance of a deployment made before placements is main's, moved, not replaced.
+    assert [(m["from"], m["to"]) for m in stack.moved] == [
+        ("${module.cloud_sql}", '${module.cloud_sql["main"]}')
+    ]
+    # main keeps <prefix>-ledger; another placement's instance carries its name.
+    base = modules["cloud_sql"].locals["base_name"]
+    assert base == (
+        '${var.placement == "main" ? "${var.name_prefix}-ledger" : '
+        '"${var.name_prefix}-ledger-${var.placement}"}'
+    ), base
+    assert "local.base_name" in modules["cloud_sql"].locals["instance_name"]
+    # Every instance has the owner, with the one owner secret; no other module is per placement.
+    assert sql["user_password"] == "${module.secrets.password}"
+    assert [name for name, call in stack.modules.items() if "for_each" in call and
+            call["for_each"] == "${local.placements}"] == ["cloud_sql"]  # fmt: skip
+    # Nothing reads the instance as a single module any more.
+    text = re.sub(r"\s+", " ", stack.text)
+    assert not re.search(r"module\.cloud_sql\.", text), "module.cloud_sql is per placement"
+
+
+def test_every_function_is_given_every_placement(
+    modules: dict[str, Config], stack: Config, environments: dict[str, Environment]
+) -> None:
+    from arus.platform.config import load_settings
+
+    functions = modules["functions"]
+    plain = _function_environment(functions)
+    assert plain["ARUS_PLACEMENTS"] == "${local.arus_placements}"
+    assert "ARUS_CLOUDSQL_INSTANCE" not in plain, "a placement's instance is in ARUS_PLACEMENTS"
+    joined = functions.locals["arus_placements"]
+    assert joined == (
+        '${join(",", [for placement in var.placements : "${placement.name}=${placement.target}"])}'
+    ), joined
+    assert "cloudsql_connection_name" not in functions.variables
+    wired = re.sub(r"\s+", " ", stack.modules["functions"]["placements"])
+    assert wired == (
+        "${[for placement in var.placements : {name = placement.name, "
+        "target = module.cloud_sql[placement.name].connection_name}]}"
+    ), wired
+    # One database name on every placement (ARUS_DB_NAME is one setting).
+    assert stack.modules["functions"]["db_name"] == (
+        "${one(distinct([for sql in module.cloud_sql : sql.database_name]))}"
+    )
+    for name, env in environments.items():
+        # What the join makes of the environment's placements is what the settings read: every
+        # placement, by name, each a Cloud SQL connection name through the connector.
+        placements = env.value("${var.placements}")
+        targets = [(p["name"], f"{name}-project:us-central1:arus-{name}-ledger-{p['name']}")
+                   for p in placements]  # fmt: skip
+        settings = load_settings({"ARUS_PLACEMENTS": ",".join(f"{n}={t}" for n, t in targets)})
+        assert settings.placement_names == tuple(p["name"] for p in placements), name
+        for placement, target in targets:
+            assert settings.for_placement(placement).cloudsql_instance == target, name
+    # The operator's copy is the functions' own value.
+    assert stack.outputs["arus_placements"]["value"] == "${module.functions.arus_placements}"
+    assert functions.outputs["arus_placements"]["value"] == "${local.arus_placements}"
+
+
+def test_every_function_may_connect_to_every_placements_instance_only(
+    modules: dict[str, Config], stack: Config
+) -> None:
+    iam = modules["iam"]
+    wired = re.sub(r"\s+", " ", stack.modules["iam"]["sql_instance_names"])
+    assert wired == (
+        "${[for placement in var.placements : module.cloud_sql[placement.name].instance_name]}"
+    ), wired
+    assert "sql_instance_name" not in iam.variables
+    names = iam.locals["ledger_instance_names"]
+    assert names == (
+        "${[for name in var.sql_instance_names : "
+        '"resource.name == \\"projects/${var.project_id}/instances/${name}\\""]}'
+    ), names
+    condition = iam.locals["ledger_instance_condition"]
+    # One instance: the very condition of before placements; several: any one of them.
+    assert "length(local.ledger_instance_names) == 1 ? local.ledger_instance_names[0]" in condition
+    assert '"(${join(" || ", local.ledger_instance_names)})"' in condition
+    grant = iam.resource("google_project_iam_member", "cloudsql_client")
+    assert one(grant, "condition")["expression"] == "${local.ledger_instance_condition}"
+    assert one(grant, "condition")["title"] == "${local.ledger_instance_title}"
+    assert '"only-${var.sql_instance_names[0]}"' in iam.locals["ledger_instance_title"]
+    # A placement added replaces the grant: never a moment without it.
+    assert one(grant, "lifecycle")["create_before_destroy"] is True
+    # The connector needs no network of its own: every instance has the same public,
+    # connector-only, client-certificate configuration (one module, one ip_configuration).
+    network = one(one(modules["cloud_sql"].resource("google_sql_database_instance", "ledger"),
+                      "settings"), "ip_configuration")  # fmt: skip
+    assert "authorized_networks" not in network
+    assert stack.modules["functions"]["db_ip_type"] == "public"
+
+
+def test_dev_has_exactly_one_placement_main_and_prod_keeps_main(
+    environments: dict[str, Environment],
+) -> None:
+    for name, env in environments.items():
+        assert env.call["placements"] == "${local.placements}", name
+        placements = env.value("${var.placements}")
+        assert placements[0] == {"name": "main", "engine": "cloudsql"}, (name, placements)
+        assert "placements" not in env.root.variables, f"{name}: placements are committed"
+        assert set(env.root.outputs) >= {"placements", "arus_placements"}, name
+    assert environments["dev"].value("${var.placements}") == [
+        {"name": "main", "engine": "cloudsql"}
+    ]
+
+
+def test_runbook_adds_a_placement_with_its_migrate_and_app_user_steps() -> None:
+    section = runbook_section("### Adding a placement")
+    variable = "ARUS_LOGIN_PASSWORD"
+    steps = [
+        "local.placements",
+        "terraform apply",
+        'export ARUS_PLACEMENTS="$(terraform output -raw arus_placements)"',
+        "arus migrate",
+        *(
+            f"arus app-user {user} --role {role} --password-env {variable} --placement west"
+            for role, user in (
+                ("api", "arus_api_login"),
+                ("relay", "arus_relay_login"),
+                ("close", "arus_close_login"),
+            )
+        ),
+        "arus ledger create books --placement west",
+    ]
+    where = [section.find(step) for step in steps]
+    assert -1 not in where, [s for s, w in zip(steps, where, strict=True) if w == -1]
+    assert where == sorted(where), f"out of order: {list(zip(steps, where, strict=True))}"
+    rotation = runbook_section("## 7. Rotate a database password")
+    # A login's one secret is its password on every placement: served moves after all of them.
+    assert "step 2\nruns on every placement" in rotation
+    assert "`served` is raised only once every placement has\nthe new password" in rotation
+    readme = (TERRAFORM / "README.md").read_text()
+    assert "## Placements" in readme and "ARUS_PLACEMENTS" in readme

@@ -21,6 +21,11 @@ locals {
     max_connections      = 25
     reserved_connections = 5
   }
+  # One placement (SPEC §9), main: dev is one instance. Every placement is an instance sized by
+  # `database` above.
+  placements = [
+    { name = "main", engine = "cloudsql" },
+  ]
   min_instance_count = { post_entry = 0, query = 0, relay = 0, daily_close = 0 }
   # 2 revisions during a deploy x (3 + 3 + 1 + 1) instances x 1 connection = 16 <= 25 - 5.
   max_instance_count = { post_entry = 3, query = 3, relay = 1, daily_close = 1 }
@@ -51,6 +56,7 @@ module "arus" {
 
   environment             = local.environment
   database                = local.database
+  placements              = local.placements
   min_instance_count      = local.min_instance_count
   max_instance_count      = local.max_instance_count
   db_pool_size            = local.db_pool_size

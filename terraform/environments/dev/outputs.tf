@@ -4,17 +4,27 @@ output "api_urls" {
 }
 
 output "cloudsql_connection_name" {
-  description = "Instance connection name, for ARUS_CLOUDSQL_INSTANCE when running `arus migrate` or the Cloud SQL Auth Proxy."
+  description = "Instance connection name of the first placement (main), for ARUS_CLOUDSQL_INSTANCE when running `arus migrate` or the Cloud SQL Auth Proxy on one instance."
   value       = module.arus.cloudsql_connection_name
 }
 
 output "cloudsql_instance_name" {
-  description = "Name of the Cloud SQL instance (gcloud sql ... --instance); dev's carries a random suffix."
+  description = "Name of the first placement's (main's) Cloud SQL instance (gcloud sql ... --instance); dev's carries a random suffix."
   value       = module.arus.cloudsql_instance_name
 }
 
+output "placements" {
+  description = "Map of placement name to its engine, instance_name and connection_name (SPEC §9)."
+  value       = module.arus.placements
+}
+
+output "arus_placements" {
+  description = "ARUS_PLACEMENTS as the functions have it, for `arus migrate` and `arus app-user --placement` over every placement (connection names only)."
+  value       = module.arus.arus_placements
+}
+
 output "database_name" {
-  description = "Ledger database name (ARUS_DB_NAME)."
+  description = "Ledger database name (ARUS_DB_NAME), the same on every placement."
   value       = module.arus.database_name
 }
 

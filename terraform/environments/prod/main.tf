@@ -21,6 +21,12 @@ locals {
     max_connections      = 100
     reserved_connections = 10
   }
+  # The placements (SPEC §9), each a Cloud SQL instance sized by `database` above. Add one here
+  # (committed, never with -var: an apply without it would plan its instance's deletion) and
+  # follow docs/runbook-cloud-run.md, "Adding a placement". main is the instance prod always had.
+  placements = [
+    { name = "main", engine = "cloudsql" },
+  ]
   min_instance_count = { post_entry = 1, query = 1, relay = 0, daily_close = 0 }
   # 2 revisions during a deploy x (10 + 10 + 1 + 1) instances x 2 connections = 88 <= 100 - 10.
   max_instance_count = { post_entry = 10, query = 10, relay = 1, daily_close = 1 }
@@ -52,6 +58,7 @@ module "arus" {
 
   environment             = local.environment
   database                = local.database
+  placements              = local.placements
   min_instance_count      = local.min_instance_count
   max_instance_count      = local.max_instance_count
   db_pool_size            = local.db_pool_size

@@ -1,4 +1,4 @@
-# Cloud SQL for PostgreSQL: the ledger's only store.
+# Cloud SQL for PostgreSQL: one placement's store (the stack calls this once per placement).
 #
 # Connections come only through Cloud SQL connectors (the Python connector in the functions,
 # the Auth Proxy for an operator): connector_enforcement = REQUIRED, no authorized networks,
@@ -14,9 +14,12 @@ resource "random_id" "instance_suffix" {
   byte_length = 3
 }
 
+# One instance per placement (SPEC §9): the placement main is <prefix>-ledger, the name the single
+# instance always had; another is <prefix>-ledger-<placement>.
 locals {
+  base_name = var.placement == "main" ? "${var.name_prefix}-ledger" : "${var.name_prefix}-ledger-${var.placement}"
   instance_name = join("-", concat(
-    ["${var.name_prefix}-ledger"],
+    [local.base_name],
     [for suffix in random_id.instance_suffix : suffix.hex],
   ))
 }

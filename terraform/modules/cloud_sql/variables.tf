@@ -9,8 +9,18 @@ variable "region" {
 }
 
 variable "name_prefix" {
-  description = "Prefix of every resource name, for example \"arus-dev\"; the instance is <prefix>-ledger."
+  description = "Prefix of every resource name, for example \"arus-dev\"; the instance is <prefix>-ledger (placement main) or <prefix>-ledger-<placement>."
   type        = string
+}
+
+variable "placement" {
+  description = "The placement (SPEC §9) this instance holds: main is <prefix>-ledger, any other <prefix>-ledger-<placement>."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]([a-z0-9-]{0,29}[a-z0-9])?$", var.placement))
+    error_message = "placement is 1-31 lower-case letters, digits and hyphens, starting with a letter and not ending with a hyphen."
+  }
 }
 
 variable "database_version" {

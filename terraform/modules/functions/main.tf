@@ -46,9 +46,13 @@ locals {
     for name in keys(local.functions) : var.max_instance_count[name] * local.connections_per_instance
   ])
 
+  # Every placement (SPEC §9), in order: name=<instance connection name>, comma separated. Each
+  # function reaches each placement through the Cloud SQL connector, as its own login.
+  arus_placements = join(",", [for placement in var.placements : "${placement.name}=${placement.target}"])
+
   # Shared by every function; each adds its own login (ARUS_DB_USER) below.
   environment_variables = {
-    ARUS_CLOUDSQL_INSTANCE   = var.cloudsql_connection_name
+    ARUS_PLACEMENTS          = local.arus_placements
     ARUS_DB_NAME             = var.db_name
     ARUS_DB_IP_TYPE          = var.db_ip_type
     ARUS_DB_POOL_SIZE        = tostring(var.db_pool_size)
@@ -183,7 +187,8 @@ resource "google_cloudfunctions2_function" "function" {
     ingress_settings                 = each.value.ingress
     all_traffic_on_latest_revision   = true
 
-    # One login per job (SPEC §3.6): the function connects as its role's login ...
+    # One login per job (SPEC §3.6): the function connects as its role's login, the same user
+    # on every placement ...
     environment_variables = merge(local.environment_variables, {
       ARUS_DB_USER = var.db_logins[var.function_db_roles[each.key]].user
     })

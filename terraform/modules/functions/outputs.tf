@@ -27,3 +27,8 @@ output "scheduled_functions" {
   description = "The functions that are jobs for Cloud Scheduler, not public API."
   value       = local.scheduled_functions
 }
+
+output "arus_placements" {
+  description = "The functions' ARUS_PLACEMENTS: name=<instance connection name> for every placement, comma separated, in order."
+  value       = local.arus_placements
+}

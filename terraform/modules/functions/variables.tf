@@ -84,9 +84,26 @@ variable "max_instance_count" {
   }
 }
 
-variable "cloudsql_connection_name" {
-  description = "Instance connection name <project>:<region>:<instance> (ARUS_CLOUDSQL_INSTANCE)."
-  type        = string
+variable "placements" {
+  description = "The placements (SPEC §9), in order, each { name, target }: target is the instance connection name <project>:<region>:<instance> of its Cloud SQL instance. Every function gets all of them as ARUS_PLACEMENTS."
+  type = list(object({
+    name   = string
+    target = string
+  }))
+
+  validation {
+    condition     = length(var.placements) >= 1 && length(distinct([for placement in var.placements : placement.name])) == length(var.placements)
+    error_message = "placements needs at least one placement and must not repeat a name."
+  }
+
+  validation {
+    # ARUS_PLACEMENTS is name=target,...: neither may hold a comma or an equals sign.
+    condition = alltrue([
+      for placement in var.placements :
+      can(regex("^[a-z][a-z0-9-]{0,30}$", placement.name)) && length(regexall("[,=]", placement.target)) == 0
+    ])
+    error_message = "A placement's name is [a-z][a-z0-9-]{0,30}, and its target holds no comma or equals sign."
+  }
 }
 
 variable "db_name" {

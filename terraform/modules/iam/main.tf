@@ -3,7 +3,7 @@
 #
 # | who               | role                              | on                                    |
 # |-------------------|-----------------------------------|---------------------------------------|
-# | each function     | roles/cloudsql.client             | the ledger instance only (condition)  |
+# | each function     | roles/cloudsql.client             | the placements' instances (condition) |
 # | each function     | roles/secretmanager.secretAccessor| its own login's password secret only  |
 # | relay             | roles/pubsub.publisher            | the events topic only                 |
 # | build             | roles/logging.logWriter           | project (build logs)                  |
@@ -12,11 +12,19 @@
 # invoker) live there; the scheduler's invoker grant lives in the scheduler module.
 
 locals {
-  # Cloud SQL accepts IAM conditions on the instance's resource name (not on databases).
+  # Cloud SQL accepts IAM conditions on the instance's resource name (not on databases): one
+  # comparison per placement's instance. With one instance the condition and its title are
+  # what they were before placements, so the grant is not replaced.
+  ledger_instance_names = [
+    for name in var.sql_instance_names : "resource.name == \"projects/${var.project_id}/instances/${name}\""
+  ]
   ledger_instance_condition = join(" && ", [
     "resource.type == \"sqladmin.googleapis.com/Instance\"",
-    "resource.name == \"projects/${var.project_id}/instances/${var.sql_instance_name}\"",
+    length(local.ledger_instance_names) == 1 ? local.ledger_instance_names[0] : "(${join(" || ", local.ledger_instance_names)})",
   ])
+  ledger_instance_title = (
+    length(var.sql_instance_names) == 1 ? "only-${var.sql_instance_names[0]}" : "only-the-${var.name_prefix}-ledger-instances"
+  )
 }
 
 resource "google_service_account" "function" {
@@ -50,9 +58,15 @@ resource "google_project_iam_member" "cloudsql_client" {
   member  = "serviceAccount:${each.value.email}"
 
   condition {
-    title       = "only-${var.sql_instance_name}"
-    description = "Connect to the Arus ledger instance and no other."
+    title       = local.ledger_instance_title
+    description = "Connect to the Arus ledger instances (one per placement) and no other."
     expression  = local.ledger_instance_condition
+  }
+
+  lifecycle {
+    # A placement added or removed changes the condition, which replaces the grant: the new
+    # one is made before the old one goes, so no function is ever without it.
+    create_before_destroy = true
   }
 }
 

@@ -29,9 +29,14 @@ variable "publisher_functions" {
   default     = ["relay"]
 }
 
-variable "sql_instance_name" {
-  description = "Name of the Cloud SQL instance the functions may connect to (and no other)."
-  type        = string
+variable "sql_instance_names" {
+  description = "Names of the Cloud SQL instances the functions may connect to, one per placement (and no other)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.sql_instance_names) >= 1 && length(distinct(var.sql_instance_names)) == length(var.sql_instance_names)
+    error_message = "sql_instance_names needs at least one instance and must not repeat one."
+  }
 }
 
 variable "function_db_password_secrets" {

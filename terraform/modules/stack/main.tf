@@ -7,11 +7,19 @@ locals {
 
   function_names = ["post_entry", "query", "relay", "daily_close"]
 
+  # The placements (SPEC §9) by name, one Cloud SQL instance each (module.cloud_sql["<name>"]).
+  placements = { for placement in var.placements : placement.name => placement }
+
   # One database login per job (SPEC §3.6). Each role's functions connect as its login
   # (ARUS_DB_USER) and can read its password secret and no other. The logins are not Cloud SQL
   # users: the owner creates each in SQL, a member of its group role only, with
   # `arus app-user USER --role ROLE --password-env VAR` and the password from its secret
   # (docs/runbook-cloud-run.md, step 4).
+  #
+  # With several placements a login is the same user with the same password secret on every
+  # placement (the settings give a function one ARUS_DB_USER and one ARUS_DB_PASSWORD for all
+  # its placements): the owner runs `arus app-user ... --placement P` once per placement, and
+  # a rotation sets the new password on every placement before `served` moves.
   db_logins = {
     api   = { user = "arus_api_login", group = "arus_app", functions = ["post_entry", "query"] }
     relay = { user = "arus_relay_login", group = "arus_relay", functions = ["relay"] }
@@ -107,13 +115,18 @@ removed {
   }
 }
 
+# One Cloud SQL instance per placement, each with its database and the owner's user (the same
+# owner and password on every placement: one secret, module.secrets). The placement `main`
+# keeps the instance name the single instance always had.
 module "cloud_sql" {
   source     = "../cloud_sql"
+  for_each   = local.placements
   depends_on = [time_sleep.apis_enabled]
 
   project_id                     = var.project_id
   region                         = var.region
   name_prefix                    = local.name_prefix
+  placement                      = each.key
   unique_name                    = var.database.unique_name
   database_version               = var.database_version
   tier                           = var.database.tier
@@ -127,6 +140,13 @@ module "cloud_sql" {
   user_password_version          = module.secrets.password_version
   retain_backups_on_delete       = var.database.retain_backups_on_delete
   labels                         = local.labels
+}
+
+# Deployments made before placements had the one instance at module.cloud_sql: it is the
+# placement main, in place (no instance is replaced).
+moved {
+  from = module.cloud_sql
+  to   = module.cloud_sql["main"]
 }
 
 module "pubsub" {
@@ -149,7 +169,8 @@ module "iam" {
   name_prefix         = local.name_prefix
   function_names      = local.function_names
   publisher_functions = ["relay"]
-  sql_instance_name   = module.cloud_sql.instance_name
+  # Every function may connect to every placement's instance (and to no other instance).
+  sql_instance_names = [for placement in var.placements : module.cloud_sql[placement.name].instance_name]
   function_db_password_secrets = {
     for name, role in local.function_db_roles : name => module.db_login_secrets[role].secret_name
   }
@@ -180,12 +201,19 @@ module "functions" {
   build_service_account_email = module.iam.build_service_account_email
   min_instance_count          = var.min_instance_count
   max_instance_count          = var.max_instance_count
-  cloudsql_connection_name    = module.cloud_sql.connection_name
-  db_name                     = module.cloud_sql.database_name
-  db_ip_type                  = "public"
-  db_pool_size                = var.db_pool_size
-  db_max_overflow             = var.db_max_overflow
-  db_connection_limit         = var.database.max_connections - var.database.reserved_connections
+  # Every placement's instance, in order: each function's ARUS_PLACEMENTS.
+  placements = [
+    for placement in var.placements : {
+      name   = placement.name
+      target = module.cloud_sql[placement.name].connection_name
+    }
+  ]
+  # One ARUS_DB_NAME for every placement: each instance's database has the same name.
+  db_name             = one(distinct([for sql in module.cloud_sql : sql.database_name]))
+  db_ip_type          = "public"
+  db_pool_size        = var.db_pool_size
+  db_max_overflow     = var.db_max_overflow
+  db_connection_limit = var.database.max_connections - var.database.reserved_connections
   db_logins = {
     for role, login in local.db_logins : role => {
       user                    = login.user

@@ -7,18 +7,34 @@ output "api_urls" {
 }
 
 output "cloudsql_connection_name" {
-  description = "Instance connection name, for ARUS_CLOUDSQL_INSTANCE when running `arus migrate` or the Cloud SQL Auth Proxy."
-  value       = module.cloud_sql.connection_name
+  description = "Instance connection name of the first placement (main), for ARUS_CLOUDSQL_INSTANCE when running `arus migrate` or the Cloud SQL Auth Proxy on one instance; every placement's is in `placements`."
+  value       = module.cloud_sql[var.placements[0].name].connection_name
 }
 
 output "cloudsql_instance_name" {
-  description = "Name of the Cloud SQL instance (gcloud sql ... --instance); dev's carries a random suffix."
-  value       = module.cloud_sql.instance_name
+  description = "Name of the first placement's (main's) Cloud SQL instance (gcloud sql ... --instance); dev's carries a random suffix. Every placement's is in `placements`."
+  value       = module.cloud_sql[var.placements[0].name].instance_name
+}
+
+output "placements" {
+  description = "Map of placement name to its engine, instance_name (gcloud sql ... --instance) and connection_name (<project>:<region>:<instance>): one Cloud SQL instance per placement (SPEC §9)."
+  value = {
+    for name, sql in module.cloud_sql : name => {
+      engine          = local.placements[name].engine
+      instance_name   = sql.instance_name
+      connection_name = sql.connection_name
+    }
+  }
+}
+
+output "arus_placements" {
+  description = "ARUS_PLACEMENTS as the functions have it (name=<instance connection name>, comma separated, in order): what an operator exports to run `arus migrate` or `arus app-user --placement` over every placement. Connection names only, never a password."
+  value       = module.functions.arus_placements
 }
 
 output "database_name" {
-  description = "Ledger database name (ARUS_DB_NAME)."
-  value       = module.cloud_sql.database_name
+  description = "Ledger database name (ARUS_DB_NAME), the same on every placement."
+  value       = one(distinct([for sql in module.cloud_sql : sql.database_name]))
 }
 
 output "database_logins" {
@@ -35,8 +51,8 @@ output "database_logins" {
 }
 
 output "database_owner" {
-  description = "The PostgreSQL user that owns the schema: `arus migrate`, `arus app-user`, ledgers and keys."
-  value       = module.cloud_sql.user_name
+  description = "The PostgreSQL user that owns the schema on every placement: `arus migrate`, `arus app-user`, ledgers and keys."
+  value       = one(distinct([for sql in module.cloud_sql : sql.user_name]))
 }
 
 output "db_owner_password_secret" {

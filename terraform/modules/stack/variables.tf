@@ -45,6 +45,36 @@ variable "database" {
   }
 }
 
+variable "placements" {
+  description = "The placements (SPEC §9): the PostgreSQL primaries ledgers are placed on, in order, each { name, engine }. Each gets its own Cloud SQL instance (sized and protected by `database`), database and owner user, and every function reaches every one (ARUS_PLACEMENTS). name is the one a ledger's keys carry (`main` keeps the instance the single-instance deployment always had, and keys without a placement); engine is \"cloudsql\" (AlloyDB placements are not created by this Terraform yet: terraform/README.md)."
+  type = list(object({
+    name   = string
+    engine = optional(string, "cloudsql")
+  }))
+
+  validation {
+    condition     = length(var.placements) >= 1
+    error_message = "placements needs at least one placement (main, for a single instance)."
+  }
+
+  validation {
+    condition     = length(distinct([for placement in var.placements : placement.name])) == length(var.placements)
+    error_message = "placements must not repeat a name: a key names its placement."
+  }
+
+  validation {
+    # ARUS_PLACEMENTS' names ([a-z][a-z0-9-]{0,30}), and no trailing hyphen: the name ends an
+    # instance name (<prefix>-ledger-<name>).
+    condition     = alltrue([for placement in var.placements : can(regex("^[a-z]([a-z0-9-]{0,29}[a-z0-9])?$", placement.name))])
+    error_message = "A placement's name is 1-31 lower-case letters, digits and hyphens, starting with a letter and not ending with a hyphen."
+  }
+
+  validation {
+    condition     = alltrue([for placement in var.placements : placement.engine == "cloudsql"])
+    error_message = "engine must be \"cloudsql\": this Terraform does not create AlloyDB placements yet (terraform/README.md, \"Placements\")."
+  }
+}
+
 variable "source_archives" {
   description = "Map of function name to the zip `arus bundle` built, relative to the directory Terraform runs in."
   type        = map(string)
