@@ -82,13 +82,15 @@ terraform-check: checkov
 	bash tools/checkov.sh
 
 ## The bench: engine, reference shape, HTTP and batches side by side (build/bench/, needs wrk),
-## then the locust brackets: throughput ceiling and first failed bracket (build/loadtest/).
+## then the locust brackets: throughput ceiling and first failed bracket (build/loadtest/),
+## then the placements rows: 1, 4 and 16 ledgers on one placement, and two (build/placements/).
 ## BEFORE=REV (e.g. make bench BEFORE=cd80aea) also runs the engine and HTTP rows of REV from a
 ## git worktree, alternated with this checkout's, and adds the before/after table.
 BEFORE ?=
 bench: $(STAMP)
 	$(BIN)/python loadtest/bench.py --out build/bench $(if $(BEFORE),--before $(BEFORE))
 	$(BIN)/python loadtest/bracket.py --out build/loadtest
+	$(BIN)/python loadtest/placements_bench.py --out build/placements
 
 ## Each function's deployable source and reproducible zip in build/bundles/ (from $(LOCK)).
 bundle: $(STAMP)
