@@ -507,7 +507,8 @@ def _register_close(
         reports = close.close_all(ledger.settings, day)
         failed = [r for r in reports if not r["ok"]]
         if failed:
-            message = f"{len(failed)} ledger(s) did not close: imbalance or drift"
+            message = (f"{len(failed)} ledger(s) or placement(s) did not close: imbalance, "
+                       "drift, or a placement that could not be reached")  # fmt: skip
             return json_response(
                 {"error": {"code": "close_failed", "message": message}, "closes": reports}, 500
             )

@@ -373,7 +373,10 @@ def document() -> dict[str, Any]:
                 "requestBody": {"content": {"application/json": {"schema": _ref("CloseRequest")}}},
                 "responses": {
                     "200": _json("Closes", "every ledger's close"),
-                    "500": _json("Closes", "a ledger did not close: imbalance or drift"),
+                    "500": _json(
+                        "Closes",
+                        "a ledger did not close (imbalance, drift) or a placement was down",
+                    ),
                     **_errors(401, 422),
                 },
             }
