@@ -2,7 +2,7 @@
 may be an AlloyDB instance, named by its URI
 `projects/P/locations/R/clusters/C/instances/I`).
 
-As with Cloud SQL (`platform/cloudsql.py`, whose password sources this shares): one connector
+As with Cloud SQL (`platform/cloudsql.py`, whose creator this shares): one connector
 per process and configuration, made on first use, refreshing certificates lazily because Cloud
 Run throttles the CPU between requests, closed at exit.
 """
@@ -17,10 +17,9 @@ from typing import Any
 
 from google.cloud.alloydb.connector import Connector, IPTypes, RefreshStrategy
 
-from arus.platform.cloudsql import password_source
+from arus.platform.cloudsql import connector_creator
 from arus.platform.config import ConfigError, Settings
 
-DRIVER = "pg8000"
 INSTANCE_URI = re.compile(r"projects/[^/]+/locations/[^/]+/clusters/[^/]+/instances/[^/]+")
 IP_TYPES = {"public": IPTypes.PUBLIC, "private": IPTypes.PRIVATE, "psc": IPTypes.PSC}
 
@@ -55,16 +54,9 @@ def alloydb_creator(settings: Settings) -> Callable[[], Any]:
     if not instance or not INSTANCE_URI.fullmatch(instance):
         raise ConfigError("ARUS_ALLOYDB_INSTANCE must be the instance URI "
                           "projects/P/locations/R/clusters/C/instances/I")  # fmt: skip
-    ip_type, enable_iam_auth = IP_TYPES[settings.db_ip_type], settings.db_iam_auth
-    password_for_connection = password_source(settings, "AlloyDB")
-    user, db = settings.db_user, settings.db_name
-
-    def connect() -> Any:
-        connector = get_connector(ip_type=ip_type, enable_iam_auth=enable_iam_auth)
-        kwargs: dict[str, Any] = {"user": user, "db": db}
-        password = password_for_connection()
-        if password is not None:
-            kwargs["password"] = password
-        return connector.connect(instance, DRIVER, **kwargs)
-
-    return connect
+    ip_type = IP_TYPES[settings.db_ip_type]
+    return connector_creator(
+        settings, instance,
+        lambda: get_connector(ip_type=ip_type, enable_iam_auth=settings.db_iam_auth),
+        engine="AlloyDB",
+    )  # fmt: skip

@@ -101,16 +101,26 @@ def cloudsql_creator(settings: Settings) -> Callable[[], Any]:
             "ARUS_CLOUDSQL_INSTANCE must be the instance connection name PROJECT:REGION:INSTANCE"
         )
     ip_type = IP_TYPES[settings.db_ip_type]
-    enable_iam_auth = settings.db_iam_auth
-    password_for_connection = password_source(settings)
+    return connector_creator(
+        settings, instance,
+        lambda: get_connector(ip_type=ip_type, enable_iam_auth=settings.db_iam_auth),
+        engine="Cloud SQL",
+    )  # fmt: skip
+
+
+def connector_creator(
+    settings: Settings, instance: str, connector: Callable[[], Any], *, engine: str
+) -> Callable[[], Any]:
+    """A SQLAlchemy `creator` over one of Google's connectors (Cloud SQL's or AlloyDB's, which
+    connect alike): each call opens one pg8000 connection to `instance` as ARUS_DB_USER."""
+    password_for_connection = password_source(settings, engine)
     user, db = settings.db_user, settings.db_name
 
     def connect() -> Any:
-        connector = get_connector(ip_type=ip_type, enable_iam_auth=enable_iam_auth)
         kwargs: dict[str, Any] = {"user": user, "db": db}
         password = password_for_connection()
         if password is not None:
             kwargs["password"] = password
-        return connector.connect(instance, DRIVER, **kwargs)
+        return connector().connect(instance, DRIVER, **kwargs)
 
     return connect
