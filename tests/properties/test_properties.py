@@ -419,6 +419,14 @@ class LedgerMachine(RuleBasedStateMachine):
         pool = active if active and data.draw(st.integers(0, 3)) > 0 else every
         self.resolve(data.draw(st.sampled_from(pool)), action, data)
 
+    @precondition(lambda self: any(e.status == "pending" for e in self.model.entries.values()))
+    @rule(data=st.data())
+    def capture_a_hold(self, data: st.DataObject) -> None:
+        """Post a hold still pending: 201. (resolve_hold draws post or void; a run once drew
+        void at every turn and never captured, so capture has a rule of its own.)"""
+        active = [e for e in self.pending_entries() if self.model.entries[e].status == "pending"]
+        self.resolve(data.draw(st.sampled_from(active)), "post")
+
     @precondition(lambda self: any(e.pending for e in self.model.entries.values()))
     @rule(data=st.data())
     def reverse_a_hold(self, data: st.DataObject) -> None:
