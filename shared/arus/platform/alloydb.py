@@ -2,49 +2,36 @@
 may be an AlloyDB instance, named by its URI
 `projects/P/locations/R/clusters/C/instances/I`).
 
-As with Cloud SQL (`platform/cloudsql.py`, whose creator this shares): one connector
-per process and configuration, made on first use, refreshing certificates lazily because Cloud
-Run throttles the CPU between requests, closed at exit.
+As with Cloud SQL (`platform/cloudsql.py`, whose connector cache and creator this shares): one
+connector per process and configuration, made on first use, refreshing certificates lazily
+because Cloud Run throttles the CPU between requests, closed at exit.
 """
 
 from __future__ import annotations
 
-import atexit
 import re
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from google.cloud.alloydb.connector import Connector, IPTypes, RefreshStrategy
 
-from arus.platform.cloudsql import connector_creator
+from arus.platform.cloudsql import close_connectors, connector_creator, shared_connector
 from arus.platform.config import ConfigError, Settings
+
+__all__ = ["alloydb_creator", "close_connectors", "get_connector"]
 
 INSTANCE_URI = re.compile(r"projects/[^/]+/locations/[^/]+/clusters/[^/]+/instances/[^/]+")
 IP_TYPES = {"public": IPTypes.PUBLIC, "private": IPTypes.PRIVATE, "psc": IPTypes.PSC}
 
-_connectors: dict[tuple[IPTypes, bool], Connector] = {}
-_connectors_lock = threading.Lock()
-
 
 def get_connector(*, ip_type: IPTypes, enable_iam_auth: bool) -> Connector:
-    with _connectors_lock:
-        connector = _connectors.get((ip_type, enable_iam_auth))
-        if connector is None:
-            if not _connectors:
-                atexit.register(close_connectors)
-            connector = Connector(ip_type=ip_type, enable_iam_auth=enable_iam_auth,
-                                  refresh_strategy=RefreshStrategy.LAZY)  # fmt: skip
-            _connectors[(ip_type, enable_iam_auth)] = connector
-        return connector
-
-
-def close_connectors() -> None:
-    with _connectors_lock:
-        connectors = list(_connectors.values())
-        _connectors.clear()
-    for connector in connectors:
-        connector.close()
+    """The process-wide AlloyDB connector for this IP type and auth mode."""
+    connector: Connector = shared_connector(
+        ("alloydb", ip_type.name.lower(), enable_iam_auth, "lazy"),
+        lambda: Connector(ip_type=ip_type, enable_iam_auth=enable_iam_auth,
+                          refresh_strategy=RefreshStrategy.LAZY),
+    )  # fmt: skip
+    return connector
 
 
 def alloydb_creator(settings: Settings) -> Callable[[], Any]:

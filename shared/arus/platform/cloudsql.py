@@ -33,34 +33,35 @@ DRIVER = "pg8000"
 REFRESH_STRATEGY = "lazy"
 IP_TYPES = {"public": IPTypes.PUBLIC, "private": IPTypes.PRIVATE, "psc": IPTypes.PSC}
 
-_connectors: dict[tuple[IPTypes, bool], Connector] = {}
+# One connector per process and configuration, for Cloud SQL's and AlloyDB's alike (each owns a
+# refresh thread and a certificate cache), all closed at exit.
+_connectors: dict[tuple[object, ...], Any] = {}
 _connectors_lock = threading.Lock()
 _atexit_registered = False
 
 
-def get_connector(*, ip_type: IPTypes, enable_iam_auth: bool) -> Connector:
-    """The process-wide connector for this IP type and auth mode, created on first use."""
+def shared_connector(key: tuple[object, ...], make: Callable[[], Any]) -> Any:
+    """The process-wide connector for `key`, made by `make` on first use."""
     global _atexit_registered
-    key = (ip_type, enable_iam_auth)
     with _connectors_lock:
         connector = _connectors.get(key)
         if connector is None:
-            connector = Connector(
-                ip_type=ip_type,
-                enable_iam_auth=enable_iam_auth,
-                refresh_strategy=REFRESH_STRATEGY,
-            )
-            _connectors[key] = connector
+            connector = _connectors[key] = make()
             if not _atexit_registered:
                 atexit.register(close_connectors)
                 _atexit_registered = True
-            log.info(
-                "created Cloud SQL connector (ip_type=%s, iam_auth=%s, refresh=%s)",
-                ip_type.name.lower(),
-                enable_iam_auth,
-                REFRESH_STRATEGY,
-            )
+            log.info("created connector %s", key)
         return connector
+
+
+def get_connector(*, ip_type: IPTypes, enable_iam_auth: bool) -> Connector:
+    """The process-wide Cloud SQL connector for this IP type and auth mode."""
+    connector: Connector = shared_connector(
+        ("cloudsql", ip_type.name.lower(), enable_iam_auth, REFRESH_STRATEGY),
+        lambda: Connector(ip_type=ip_type, enable_iam_auth=enable_iam_auth,
+                          refresh_strategy=REFRESH_STRATEGY),
+    )  # fmt: skip
+    return connector
 
 
 def close_connectors() -> None:
